@@ -1,0 +1,51 @@
+# Carrier for Kubernetes. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .cache/tools
+
+.PHONY: all venv demo test check lint typecheck pytest tools bench chaos e2e clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job on an embedded default: moto_server + sample worker + sidecar + sample messages.
+demo: venv
+	$(BIN)/python examples/demo.py
+
+## The whole suite: lint, types, then every test (chart tests need helm: `make tools`).
+test: check tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -p no:cacheprovider
+
+check: lint typecheck
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+tools: venv
+	bash .ci/tools.sh $(TOOLS)
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+chaos: venv
+	CARRIER_CHAOS=full $(BIN)/pytest -q -p no:cacheprovider tests/chaos
+
+e2e: venv
+	$(BIN)/pytest -q -p no:cacheprovider -m e2e tests/e2e
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,115 @@
+"""A CarrierBinding's spec, rendered into the sidecar's own :class:`Settings`.
+
+There is no second list of variable names here: each setting declares its place in a binding
+(``json_schema_extra["binding"]``), so a setting added to the sidecar is reachable from bindings
+(and checked against the CRD schema by the tests) without touching this module. The only
+hand-written rules are the two that span fields: a webhook or health check given as a port and
+path on the pod's own loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from carrier_sidecar.settings import Settings, env_name
+from pydantic import ValidationError
+
+GROUP = "carrier.amplify.security"
+VERSION = "v1alpha1"
+PLURAL = "carrierbindings"
+KIND = "CarrierBinding"
+BINDING_LABEL = f"{GROUP}/binding"
+LOOPBACK = "127.0.0.1"
+
+# Spec keys that configure the pod rather than the sidecar's settings.
+POD_KEYS = frozenset({"sidecar.image", "sidecar.resources", "sidecar.env", "rolloutOnChange"})
+
+
+class BindingError(ValueError):
+    """A spec the sidecar would reject; ``str()`` names the spec field and what is wrong."""
+
+
+def binding_paths() -> dict[str, str]:
+    """Spec path (``delivery.batchSize``) → settings field (``sqs_batch_size``)."""
+    paths: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("binding"), str):
+            paths[str(extra["binding"])] = name
+    return paths
+
+
+def _field_paths() -> dict[str, str]:
+    return {field: path for path, field in binding_paths().items()}
+
+
+def _get(spec: Mapping[str, Any], path: str) -> Any:
+    node: Any = spec
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _loopback_url(port: Any, path: Any) -> str:
+    text = str(path or "/")
+    return f"http://{LOOPBACK}:{port}{text if text.startswith('/') else '/' + text}"
+
+
+def settings_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings values a spec sets, by field name (unvalidated)."""
+    values: dict[str, Any] = {}
+    for path, field in binding_paths().items():
+        value = _get(spec, path)
+        if value is not None:
+            values[field] = value
+    webhook_port = _get(spec, "webhook.port")
+    if webhook_port is not None and "webhook_endpoint" not in values:
+        values["webhook_endpoint"] = _loopback_url(webhook_port, _get(spec, "webhook.path"))
+    health_path = _get(spec, "healthCheck.path")
+    if health_path is not None and "webhook_health_check_endpoint" not in values:
+        port = _get(spec, "healthCheck.port") or webhook_port
+        if port is None:
+            raise BindingError("spec.healthCheck.path: needs spec.webhook.port or spec.healthCheck.port")
+        values["webhook_health_check_endpoint"] = _loopback_url(port, health_path)
+    return values
+
+
+def render_settings(spec: Mapping[str, Any]) -> Settings:
+    """Validate a spec with the sidecar's own rules; raise :class:`BindingError` naming the field."""
+    values = settings_fields(spec)
+    try:
+        return Settings.from_fields(values)
+    except ValidationError as exc:
+        raise BindingError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    loc = err.get("loc") or ()
+    if not loc:
+        # Cross-field rules name variables; say which spec fields those are.
+        for field, path in _field_paths().items():
+            message = message.replace(env_name(field), f"spec.{path}")
+        return message
+    field = str(loc[0])
+    path = _field_paths().get(field, field)
+    if field == "webhook_endpoint" and path == "webhook.url":
+        path = "webhook"
+    return f"spec.{path}: {message[:1].lower()}{message[1:]}"
+
+
+def render_env(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The sidecar's ``CARRIER_*`` env for a spec (only what the spec sets; defaults stay implicit)."""
+    return render_settings(spec).to_env()
+
+
+def settings_hash(env: Mapping[str, str]) -> str:
+    """A short, stable digest of rendered env: what the injector records and rollout compares."""
+    blob = json.dumps(dict(sorted(env.items())), separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

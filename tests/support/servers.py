@@ -1,0 +1,186 @@
+"""Start real servers on loopback and wait for them with a deadline, never a bare sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll ``check`` until true or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, every: float = 0.05
+) -> None:
+    """Async poll with a deadline: the test-side replacement for ``sleep``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(every)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _moto_binary() -> str:
+    found = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "moto_server"
+    )
+    if not found:
+        raise RuntimeError("moto_server not found: install the dev extra (moto[server])")
+    return found
+
+
+@dataclass
+class MotoServer:
+    """A real ``moto_server`` process on loopback; ``stop``/``start`` simulate an SQS outage."""
+
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
+                return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self) -> None:
+        env = {**os.environ, **AWS_TEST_ENV}
+        self.proc = subprocess.Popen(
+            [_moto_binary(), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        wait_until(self._answers, 30, f"moto_server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def reset(self) -> None:
+        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=5):
+            pass
+
+
+@contextlib.contextmanager
+def running_moto() -> Iterator[MotoServer]:
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Received:
+    """One request as the webhook saw it."""
+
+    method: str
+    path_qs: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Responder = Callable[[web.Request, Received], Awaitable[web.StreamResponse]]
+
+
+async def _ok(_request: web.Request, _received: Received) -> web.StreamResponse:
+    return web.Response(status=200)
+
+
+@dataclass
+class WebhookRecorder:
+    """A real aiohttp server that records every request; ``responder`` decides each answer."""
+
+    responder: Responder = _ok
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        item = Received(
+            method=request.method,
+            path_qs=request.path_qs,
+            headers={k: v for k, v in request.headers.items()},
+            body=await request.read(),
+        )
+        self.received.append(item)
+        self.arrived.set()
+        return await self.responder(request, item)
+
+    async def start(self) -> WebhookRecorder:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port or free_port())
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def bodies(self) -> list[bytes]:
+        return [r.body for r in self.received if r.method == "POST"]

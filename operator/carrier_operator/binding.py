@@ -74,7 +74,9 @@ def settings_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     if health_path is not None and "webhook_health_check_endpoint" not in values:
         port = _get(spec, "healthCheck.port") or webhook_port
         if port is None:
-            raise BindingError("spec.healthCheck.path: needs spec.webhook.port or spec.healthCheck.port")
+            raise BindingError(
+                "spec.healthCheck.path: needs spec.webhook.port or spec.healthCheck.port"
+            )
         values["webhook_health_check_endpoint"] = _loopback_url(port, health_path)
     return values
 

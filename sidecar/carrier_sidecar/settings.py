@@ -237,7 +237,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("webhook_endpoint", "webhook_health_check_endpoint", "sqs_endpoint", "sqs_queue_url")
+    @field_validator(
+        "webhook_endpoint", "webhook_health_check_endpoint", "sqs_endpoint", "sqs_queue_url"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -329,11 +331,15 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}(\.fifo)?|[A-Za-z0-9_-]{1,80}")
 def _is_duration(annotation: Any, metadata: list[Any]) -> bool:
     if any(isinstance(m, BeforeValidator) and m.func is _duration for m in metadata):
         return True
-    return any(_is_duration(arg, list(getattr(arg, "__metadata__", ()))) for arg in get_args(annotation))
+    return any(
+        _is_duration(arg, list(getattr(arg, "__metadata__", ()))) for arg in get_args(annotation)
+    )
 
 
 _DURATION_FIELDS = frozenset(
-    name for name, info in Settings.model_fields.items() if _is_duration(info.annotation, info.metadata)
+    name
+    for name, info in Settings.model_fields.items()
+    if _is_duration(info.annotation, info.metadata)
 )
 
 
@@ -393,18 +399,20 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 
-def describe_error(exc: ValidationError) -> str:
+def describe_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
     """The first error as one line: ``CARRIER_X: what is wrong (got 'value')``."""
     err = exc.errors(include_url=False)[0]
     message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     loc = err.get("loc") or ()
     if not loc:
         return message
-    variable = env_name(str(loc[0]))
+    variable = prefix + str(loc[0]).upper()
     given = err.get("input")
-    if isinstance(given, str | int | float) and not isinstance(given, bool) and repr(
-        str(given)
-    ) not in message:
+    if (
+        isinstance(given, str | int | float)
+        and not isinstance(given, bool)
+        and repr(str(given)) not in message
+    ):
         return f"{variable}: {_lower_first(message)} (got {str(given)!r})"
     return f"{variable}: {_lower_first(message)}"
 

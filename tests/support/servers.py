@@ -158,7 +158,7 @@ class WebhookRecorder:
         item = Received(
             method=request.method,
             path_qs=request.path_qs,
-            headers={k: v for k, v in request.headers.items()},
+            headers=dict(request.headers.items()),
             body=await request.read(),
         )
         self.received.append(item)

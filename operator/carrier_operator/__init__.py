@@ -1,0 +1,1 @@
+"""The CarrierBinding operator and the sidecar injector (one process, two faces)."""

@@ -14,8 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from carrier_sidecar.settings import Settings, env_name
 from pydantic import ValidationError
+
+from carrier_sidecar.settings import Settings, env_name
 
 GROUP = "carrier.amplify.security"
 VERSION = "v1alpha1"

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from carrier_sidecar.settings import describe_error
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from carrier_sidecar.settings import describe_error
 
 from .binding import GROUP
 

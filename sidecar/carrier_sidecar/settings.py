@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .durations import format_duration, parse_duration
 
@@ -230,6 +230,19 @@ class Settings(BaseSettings):
         description="Address of /healthz, /readyz and /metrics (`host:port` or `:port`); `none` turns it off.",
         json_schema_extra=_meta("sidecar.httpAddr"),
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment is read in one place, :meth:`load`, so that rendering a binding inside
+        # the operator can never pick up the operator's own CARRIER_* variables.
+        return (init_settings,)
 
     # --- validation ------------------------------------------------------------------------
     @field_validator("log_level", "retry_backoff", mode="before")

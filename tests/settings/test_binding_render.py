@@ -1,0 +1,94 @@
+"""A CarrierBinding spec renders through the sidecar's own Settings, with errors naming spec fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from carrier_operator.binding import (
+    BindingError,
+    binding_paths,
+    render_env,
+    render_settings,
+    settings_hash,
+)
+from carrier_sidecar.settings import Settings
+
+SPEC: dict[str, Any] = {
+    "queue": {"name": "orders", "region": "eu-west-1"},
+    "webhook": {"port": 8080, "path": "/events?src=sqs"},
+    "delivery": {"batchSize": 10, "visibilityTimeout": "2m", "heartbeat": False},
+    "healthCheck": {"path": "healthz", "interval": 5},
+}
+
+
+def test_every_setting_has_a_unique_binding_path() -> None:
+    paths = binding_paths()
+    assert sorted(paths.values()) == sorted(Settings.model_fields)
+    assert len(paths) == len(Settings.model_fields)
+
+
+def test_spec_renders_to_the_sidecar_env() -> None:
+    assert render_env(SPEC) == {
+        "CARRIER_SQS_QUEUE_NAME": "orders",
+        "CARRIER_SQS_REGION": "eu-west-1",
+        "CARRIER_SQS_BATCH_SIZE": "10",
+        "CARRIER_SQS_VISIBILITY_TIMEOUT": "2m",
+        "CARRIER_SQS_HEARTBEAT": "false",
+        "CARRIER_WEBHOOK_ENDPOINT": "http://127.0.0.1:8080/events?src=sqs",
+        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT": "http://127.0.0.1:8080/healthz",
+        "CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL": "5s",
+    }
+
+
+def test_rendered_env_loads_back_into_the_same_settings() -> None:
+    assert Settings.load(render_env(SPEC)) == render_settings(SPEC)
+
+
+def test_a_full_url_wins_over_port_and_path() -> None:
+    spec = {
+        "queue": {"url": "https://sqs.eu-west-1.amazonaws.com/1/q"},
+        "webhook": {"url": "http://w:1/x"},
+    }
+    assert render_env(spec)["CARRIER_WEBHOOK_ENDPOINT"] == "http://w:1/x"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"queue": {"name": "q"}, "delivery": {"batchSize": 11}},
+            "spec.delivery.batchSize: input should be less than or equal to 10",
+        ),
+        (
+            {"queue": {"name": "q", "url": "http://h/1/q"}},
+            "spec.queue.url: set either it or spec.queue.name, not both",
+        ),
+        ({"queue": {}}, "spec.queue.name: set the queue name (or spec.queue.url); neither is set"),
+        (
+            {"queue": {"name": "q"}, "webhook": {"url": "nope"}},
+            "spec.webhook: 'nope' is not an http(s) URL with a host",
+        ),
+        (
+            {"queue": {"name": "q"}, "delivery": {"waitTime": "forever"}},
+            "spec.delivery.waitTime: invalid duration",
+        ),
+        (
+            {"queue": {"name": "q"}, "healthCheck": {"path": "/h"}},
+            "spec.healthCheck.path: needs spec.webhook.port",
+        ),
+    ],
+)
+def test_invalid_specs_name_the_spec_field(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(BindingError) as caught:
+        render_settings(spec)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_settings_hash_is_stable_and_order_independent() -> None:
+    env = render_env(SPEC)
+    assert settings_hash(env) == settings_hash(dict(reversed(list(env.items()))))
+    changed = {**SPEC, "delivery": {**SPEC["delivery"], "batchSize": 9}}
+    assert settings_hash(render_env(changed)) != settings_hash(env)
+    assert len(settings_hash(env)) == 16

@@ -1,0 +1,77 @@
+{{/* Chart name, overridable. */}}
+{{- define "carrier.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped base name: "<release>-<chart>", or the release name when it holds the chart name. */}}
+{{- define "carrier.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's Deployment, Service and default ServiceAccount name. */}}
+{{- define "carrier.operator" -}}
+{{- printf "%s-operator" (include "carrier.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "carrier.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "carrier.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: carrier
+{{- end }}
+
+{{- define "carrier.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "carrier.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "carrier.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "carrier.operator" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "carrier.certSecret" -}}
+{{- default (printf "%s-webhook-tls" (include "carrier.operator" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{- define "carrier.image" -}}
+{{- printf "%s:%s" .repository (default .appVersion .tag) }}
+{{- end }}
+
+{{/* kopf peering is on with several replicas unless forced. */}}
+{{- define "carrier.peering" -}}
+{{- if eq (toString .Values.operator.peering) "auto" }}{{ gt (int .Values.replicaCount) 1 }}{{ else }}{{ .Values.operator.peering }}{{ end }}
+{{- end }}
+
+{{/* "namespace/name" of the cert-manager Certificate, for cert-manager.io/inject-ca-from. */}}
+{{- define "carrier.certificateRef" -}}
+{{- printf "%s/%s" .Release.Namespace (include "carrier.operator" .) }}
+{{- end }}
+
+{{/* Namespaces the webhooks see: the watched ones (if any), never the excluded ones. */}}
+{{- define "carrier.namespaceSelector" -}}
+{{- $excluded := concat (list .Release.Namespace) .Values.webhook.excludeNamespaces | uniq -}}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values: {{ toJson $excluded }}
+{{- with .Values.operator.namespaces }}
+  - key: kubernetes.io/metadata.name
+    operator: In
+    values: {{ toJson . }}
+{{- end }}
+{{- end }}

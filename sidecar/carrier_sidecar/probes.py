@@ -51,7 +51,7 @@ class ProbeServer:
         await runner.setup()
         host, port = self._addr
         try:
-            await web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE).start()
+            await web.TCPSite(runner, host, port).start()
         except BaseException:
             await runner.cleanup()
             raise

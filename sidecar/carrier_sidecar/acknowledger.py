@@ -1,0 +1,202 @@
+"""The one place that deletes messages and changes their visibility, in batches of up to 10.
+
+Work arrives as cheap, synchronous calls (``delete``, ``change_visibility``) and leaves as
+DeleteMessageBatch / ChangeMessageVisibilityBatch calls: at once when ten are pending, else after
+a short linger, and on ``flush``. Pending work is keyed by receipt handle, so it is bounded by the
+messages the sidecar holds. Entries SQS reports failed are retried (bounded) and then logged:
+never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from .meter import Meter, VisibilityReason
+from .sqs import MAX_BATCH, SqsPort, error_code
+
+log = logging.getLogger("carrier.ack")
+
+LINGER = 0.02
+MAX_ATTEMPTS = 6
+_RETRY_BASE = 0.2
+_RETRY_CAP = 5.0
+_GONE = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight"})
+
+
+@dataclass(slots=True)
+class _Change:
+    handle: str
+    message_id: str
+    seconds: int
+    reason: VisibilityReason
+
+
+class Acknowledger:
+    def __init__(self, port: SqsPort, meter: Meter, *, linger: float = LINGER) -> None:
+        self._port = port
+        self._meter = meter
+        self._linger = linger
+        self._deletes: dict[str, str] = {}  # receipt handle -> message id
+        self._changes: dict[str, _Change] = {}
+        self._wake = asyncio.Event()
+        self._calls: set[asyncio.Task[None]] = set()
+
+    # --- what the flow asks for --------------------------------------------------------------
+    def delete(self, handle: str, message_id: str) -> None:
+        self._changes.pop(handle, None)  # a delete supersedes any pending visibility change
+        self._deletes[handle] = message_id
+        if len(self._deletes) >= MAX_BATCH:
+            self._send_deletes()
+        else:
+            self._wake.set()
+
+    def change_visibility(
+        self, handle: str, seconds: int, reason: VisibilityReason, message_id: str
+    ) -> None:
+        if handle in self._deletes:
+            return
+        self._changes[handle] = _Change(handle, message_id, seconds, reason)
+        if len(self._changes) >= MAX_BATCH:
+            self._send_changes()
+        else:
+            self._wake.set()
+
+    def release(self, handle: str, message_id: str) -> None:
+        """Make a message visible again at once (another consumer may take it)."""
+        self.change_visibility(handle, 0, "release", message_id)
+
+    # --- the batching loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._linger)
+            self._wake.clear()
+            self._send_deletes()
+            self._send_changes()
+
+    async def flush(self, wait: float = 10.0) -> None:
+        """Send everything pending now and wait (bounded) for every call in progress."""
+        self._send_deletes()
+        self._send_changes()
+        if self._calls:
+            _done, pending = await asyncio.wait(set(self._calls), timeout=wait)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.error(
+                    "acknowledgements still unsent at shutdown; those messages will be delivered again",
+                    extra={"calls": len(pending)},
+                )
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    def _send_deletes(self) -> None:
+        while self._deletes:
+            batch = list(self._deletes.items())[:MAX_BATCH]
+            for handle, _ in batch:
+                del self._deletes[handle]
+            self._spawn(self._deliver_deletes(batch))
+
+    def _send_changes(self) -> None:
+        while self._changes:
+            batch = list(self._changes.values())[:MAX_BATCH]
+            for change in batch:
+                del self._changes[change.handle]
+            self._spawn(self._deliver_changes(batch))
+
+    # --- one batch, with bounded retries -------------------------------------------------------
+    async def _deliver_deletes(self, batch: list[tuple[str, str]]) -> None:
+        pending = batch
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                failures = await self._port.delete_batch([h for h, _ in pending])
+            except Exception as exc:
+                log.warning(
+                    "DeleteMessageBatch failed, retrying",
+                    extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
+                )
+                retry = pending
+            else:
+                self._meter.deleted(len(pending) - len(failures))
+                retry = []
+                for index, failure in failures.items():
+                    handle, message_id = pending[index]
+                    if _retryable(failure):
+                        retry.append((handle, message_id))
+                    else:
+                        _log_gone("delete", message_id, failure)
+            pending = retry
+            if not pending:
+                return
+            if attempt < MAX_ATTEMPTS:
+                await asyncio.sleep(_pause(attempt))
+        for _handle, message_id in pending:
+            log.error(
+                "could not delete a delivered message; it will be delivered again",
+                extra={"message_id": message_id, "attempts": MAX_ATTEMPTS},
+            )
+
+    async def _deliver_changes(self, batch: list[_Change]) -> None:
+        pending = batch
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                failures = await self._port.change_visibility_batch(
+                    [(c.handle, c.seconds) for c in pending]
+                )
+            except Exception as exc:
+                log.warning(
+                    "ChangeMessageVisibilityBatch failed, retrying",
+                    extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
+                )
+                retry = pending
+            else:
+                retry = []
+                done: dict[VisibilityReason, int] = {}
+                for index, change in enumerate(pending):
+                    failure = failures.get(index)
+                    if failure is None:
+                        done[change.reason] = done.get(change.reason, 0) + 1
+                    elif _retryable(failure):
+                        retry.append(change)
+                    else:
+                        _log_gone("change visibility of", change.message_id, failure)
+                for reason, count in done.items():
+                    self._meter.visibility_changed(count, reason)
+            pending = retry
+            if not pending:
+                return
+            if attempt < MAX_ATTEMPTS:
+                await asyncio.sleep(_pause(attempt))
+        for change in pending:
+            log.error(
+                "could not change a message's visibility; it returns when its current visibility ends",
+                extra={"message_id": change.message_id, "reason": change.reason},
+            )
+
+
+def _retryable(failure: dict[str, Any]) -> bool:
+    return not failure.get("SenderFault") and failure.get("Code") not in _GONE
+
+
+def _log_gone(what: str, message_id: str, failure: dict[str, Any]) -> None:
+    code = failure.get("Code")
+    if code in _GONE:
+        msg = f"cannot {what} the message: receipt handle invalid or expired (received again elsewhere, or already deleted)"
+    else:
+        msg = f"SQS refused to {what} the message"
+    log.error(msg, extra={"message_id": message_id, "code": code, "detail": failure.get("Message")})
+
+
+def _pause(attempt: int) -> float:
+    ceiling = min(_RETRY_CAP, _RETRY_BASE * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+__all__ = ["Acknowledger", "error_code"]

@@ -1,0 +1,199 @@
+"""Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
+
+Shutdown, whatever the cause (SIGTERM/SIGINT, the webhook going offline, ``stop`` set by a
+caller) is one sequence in :func:`run`: stop receiving (long polls cancelled) → release held
+messages not yet POSTed → wait for deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` →
+release those still running → flush acknowledgements → close clients → exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from .acknowledger import Acknowledger
+from .courier import Courier
+from .health import WebhookHealthGate, WebhookOffline
+from .heartbeat import Heartbeat
+from .liveness import Liveness
+from .metrics import Metrics
+from .probes import ProbeServer
+from .receiver import receive_loop
+from .settings import Settings
+from .sqs import SqsPort
+from .transmitter import Transmitter, open_session
+
+log = logging.getLogger("carrier")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_WEBHOOK_OFFLINE = 3
+LIVENESS_MARGIN = 30.0
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
+    handle_signals: bool = True,
+    on_probe_port: Callable[[int], None] | None = None,
+) -> int:
+    """Run until stopped; return the process exit code. Raises ConfigError before receiving."""
+    stop = stop or asyncio.Event()
+    metrics = metrics or Metrics()
+    loop = asyncio.get_running_loop()
+    port = SqsPort(settings, metrics)
+    session = open_session(settings)
+    gate = WebhookHealthGate(settings, session)
+    liveness = Liveness(
+        settings.sqs_receivers,
+        stale_after=2 * settings.sqs_wait_time + 15 + LIVENESS_MARGIN,
+    )
+    state = {"draining": False}
+
+    def ready() -> bool:
+        return port.resolved and gate.online and not state["draining"]
+
+    probe = None
+    bind = settings.http_bind
+    if bind is not None:
+        probe = ProbeServer(bind, metrics, liveness.live, ready)
+    signals = _SignalHandlers(loop, stop) if handle_signals else None
+    background: list[asyncio.Task[Any]] = []
+    receivers: list[asyncio.Task[None]] = []
+    exit_code = EXIT_OK
+    try:
+        await port.open()
+        if probe is not None:
+            await probe.start()
+            if on_probe_port is not None:
+                on_probe_port(probe.port)
+        if not await _until_stopped(port.resolve(), stop):
+            return EXIT_OK
+        log.info(
+            "queue resolved",
+            extra={
+                "queue_url": port.queue_url,
+                "visibility_timeout": port.visibility_timeout,
+                "fifo": settings.is_fifo,
+            },
+        )
+        if not await gate.wait_online(stop):
+            return EXIT_OK
+
+        ack = Acknowledger(port, metrics)
+        heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
+        courier = Courier(settings, Transmitter(settings, session), ack, heartbeat, metrics)
+        background.append(asyncio.ensure_future(ack.run()))
+        background.append(asyncio.ensure_future(heartbeat.run()))
+        if settings.enable_stat_log:
+            from .statlog import run_stat_log
+
+            background.append(asyncio.ensure_future(run_stat_log(metrics, settings.stat_log_timer)))
+        receivers = [
+            asyncio.ensure_future(receive_loop(i, settings, port, courier, liveness))
+            for i in range(settings.sqs_receivers)
+        ]
+        stopped = asyncio.ensure_future(stop.wait())
+        watched: set[asyncio.Future[Any]] = {stopped, *receivers}
+        if settings.webhook_health_check_endpoint is not None:
+            watch = asyncio.ensure_future(gate.watch())
+            background.append(watch)
+            watched.add(watch)
+        log.info(
+            "receiving",
+            extra={
+                "receivers": settings.sqs_receivers,
+                "workers_per_receiver": settings.sqs_receiver_workers,
+                "batch_size": settings.sqs_batch_size,
+                "webhook": settings.webhook_endpoint,
+            },
+        )
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        exit_code = _exit_code(done - {stopped})
+
+        # --- the shutdown sequence ------------------------------------------------------------
+        state["draining"] = True
+        for task in receivers:
+            task.cancel()
+        await asyncio.gather(*receivers, return_exceptions=True)
+        log.info(
+            "stopped receiving; draining",
+            extra={"held": courier.held, "timeout": settings.shutdown_timeout},
+        )
+        await courier.drain(settings.shutdown_timeout)
+        await ack.flush()
+        log.info("shutdown complete", extra={"exit_code": exit_code})
+        return exit_code
+    finally:
+        state["draining"] = True
+        for task in receivers + background:
+            task.cancel()
+        await asyncio.gather(*receivers, *background, return_exceptions=True)
+        if signals is not None:
+            signals.remove()
+        if probe is not None:
+            await probe.stop()
+        await session.close()
+        await port.close()
+
+
+def _exit_code(finished: set[asyncio.Future[Any]]) -> int:
+    for task in finished:
+        exc = task.exception() if not task.cancelled() else None
+        if isinstance(exc, WebhookOffline):
+            log.error("webhook offline; releasing work and exiting", extra={"exit_code": 3})
+            return EXIT_WEBHOOK_OFFLINE
+        if exc is not None:
+            log.error("a receive loop crashed", exc_info=exc)
+            return EXIT_ERROR
+    return EXIT_OK
+
+
+async def _until_stopped(work: Any, stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then cancel it and return False)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+class _SignalHandlers:
+    """First SIGTERM/SIGINT: graceful stop. Second: exit at once (code 128 + signal number)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        self._loop = loop
+        self._stop = stop
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._handle, sig)
+
+    def _handle(self, sig: signal.Signals) -> None:
+        if self._stop.is_set():
+            log.warning("second signal: exiting at once", extra={"signal": sig.name})
+            logging.shutdown()
+            os._exit(128 + sig.value)
+        log.info("signal received: shutting down", extra={"signal": sig.name})
+        self._stop.set()
+
+    def remove(self) -> None:
+        for sig in self.SIGNALS:
+            self._loop.remove_signal_handler(sig)

@@ -1,0 +1,38 @@
+"""How long a failed message stays invisible before its next attempt: pure.
+
+``exponential`` spaces retries of a failing message (1 s, 2 s, 4 s ... up to the max), so a
+webhook that is down is not hammered at a fixed pace, and a poison message reaches the queue's
+dead-letter queue (its redrive ``maxReceiveCount``) after a bounded, growing series of attempts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+from .settings import SQS_MAX_VISIBILITY, Settings
+
+
+def exponential_delay(
+    receive_count: int,
+    base: float,
+    cap: float,
+    rand: Callable[[], float] = random.random,
+) -> int:
+    """min(base x 2^(receives-1), cap) with "equal jitter" (half fixed, half random), whole seconds.
+
+    The fixed half keeps the growth honest; the random half spreads a burst of failures so they
+    do not all come back in the same second.
+    """
+    exponent = max(0, receive_count - 1)
+    delay = cap if exponent >= 64 else min(base * (2.0**exponent), cap)
+    jittered = delay / 2 + rand() * delay / 2
+    return max(0, min(int(SQS_MAX_VISIBILITY), math.ceil(jittered)))
+
+
+def failure_visibility(settings: Settings, receive_count: int) -> int | None:
+    """The visibility to set after a failure, or None to leave the message to the queue."""
+    if settings.retry_backoff == "queue":
+        return None
+    return exponential_delay(receive_count, settings.retry_backoff_base, settings.retry_backoff_max)

@@ -1,0 +1,166 @@
+"""The delivery engine: every received message is held here until it is acknowledged.
+
+A held message is POSTed (standard queues: at once; FIFO: in its group's turn), and its outcome
+becomes exactly one acknowledgement: delete, visibility from Retry-After or backoff, or release.
+Whatever is still held when the sidecar stops is released, so nothing waits out a visibility
+timeout in a dead pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from .acknowledger import Acknowledger
+from .backoff import failure_visibility
+from .fifo import GroupSequencer
+from .heartbeat import Heartbeat
+from .meter import Meter
+from .outcome import Delivered, Outcome, RetryAt, kind
+from .settings import Settings
+from .sqs import Message
+from .transmitter import Transmitter
+
+log = logging.getLogger("carrier.delivery")
+
+
+@dataclass(slots=True, eq=False)
+class Held:
+    message: Message
+    handle: str
+    message_id: str
+    give: Callable[[], None]
+    """Returns the in-flight slot to the receiver that took it."""
+
+
+class Courier:
+    def __init__(
+        self,
+        settings: Settings,
+        transmitter: Transmitter,
+        ack: Acknowledger,
+        heartbeat: Heartbeat,
+        meter: Meter,
+    ) -> None:
+        self._settings = settings
+        self._transmitter = transmitter
+        self._ack = ack
+        self._heartbeat = heartbeat
+        self._meter = meter
+        self._held: dict[str, Held] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._fifo = GroupSequencer(self) if settings.is_fifo else None
+        self.stopping = False
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def accept(self, messages: list[Message], received_at: float, give: Callable[[], None]) -> None:
+        """Take a receive's messages; each holds one slot until its acknowledgement."""
+        now = time.time()
+        batch: list[Held] = []
+        for message in messages:
+            handle = message["ReceiptHandle"]
+            held = Held(message, handle, message.get("MessageId", ""), give)
+            self._held[handle] = held
+            self._heartbeat.track(handle, held.message_id, received_at)
+            sent = message.get("Attributes", {}).get("SentTimestamp")
+            if sent is not None and sent.isascii() and sent.isdigit():
+                self._meter.queue_wait(max(0.0, now - int(sent) / 1000))
+            batch.append(held)
+        self._meter.received(len(batch))
+        if self._fifo is not None:
+            self._fifo.accept(batch)
+        else:
+            for held in batch:
+                self.spawn(self.run_one(held))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run_one(self, held: Held) -> bool:
+        """Deliver one held message and acknowledge it; True if the webhook took it."""
+        try:
+            if self.stopping:
+                self.release(held)
+                return False
+            self._meter.in_flight(1)
+            started = time.monotonic()
+            try:
+                outcome = await self._transmitter.post(held.message)
+            finally:
+                self._meter.in_flight(-1)
+            self._meter.delivered(kind(outcome), time.monotonic() - started)
+            self._settle(held, outcome)
+            return isinstance(outcome, Delivered)
+        except asyncio.CancelledError:
+            self.release(held)  # the POST was cut short by shutdown
+            raise
+
+    def _settle(self, held: Held, outcome: Outcome) -> None:
+        if self._held.pop(held.handle, None) is None:
+            return
+        self._heartbeat.untrack(held.handle)
+        held.give()
+        if isinstance(outcome, Delivered):
+            self._ack.delete(held.handle, held.message_id)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "delivered", extra={"message_id": held.message_id, "status": outcome.status}
+                )
+        elif isinstance(outcome, RetryAt):
+            self._ack.change_visibility(held.handle, outcome.delay, "retry_after", held.message_id)
+            log.info(
+                "webhook asked to retry later",
+                extra={
+                    "message_id": held.message_id,
+                    "status": outcome.status,
+                    "retry_in": outcome.delay,
+                },
+            )
+        else:
+            count = int(held.message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            visibility = failure_visibility(self._settings, count)
+            log.warning(
+                "delivery failed",
+                extra={
+                    "message_id": held.message_id,
+                    "status": outcome.status,
+                    "reason": outcome.reason,
+                    "receive_count": count,
+                    "retry_in": visibility,
+                },
+            )
+            if visibility is not None:
+                self._ack.change_visibility(held.handle, visibility, "backoff", held.message_id)
+
+    def release(self, held: Held) -> None:
+        """Give a held message back to the queue at once (visibility 0)."""
+        if self._held.pop(held.handle, None) is None:
+            return
+        self._heartbeat.untrack(held.handle)
+        held.give()
+        self._ack.release(held.handle, held.message_id)
+
+    async def drain(self, grace: float) -> None:
+        """Stop starting deliveries, wait up to ``grace`` seconds for those running, release the rest."""
+        self.stopping = True
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            if pending:
+                log.warning(
+                    "shutdown timeout reached; releasing deliveries still running",
+                    extra={"deliveries": len(pending)},
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for held in list(self._held.values()):
+            self.release(held)

@@ -1,0 +1,28 @@
+"""Is every receive loop making progress? What /healthz answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Liveness:
+    """Each loop stamps as it goes; a loop parked on a full in-flight budget counts as alive."""
+
+    def __init__(self, loops: int, stale_after: float, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._stale_after = stale_after
+        now = clock()
+        self._stamps = [now] * loops
+        self._parked = [False] * loops
+
+    def stamp(self, loop: int) -> None:
+        self._stamps[loop] = self._clock()
+
+    def park(self, loop: int, parked: bool) -> None:
+        self._parked[loop] = parked
+        self._stamps[loop] = self._clock()
+
+    def live(self) -> bool:
+        horizon = self._clock() - self._stale_after
+        return all(p or s >= horizon for p, s in zip(self._parked, self._stamps, strict=True))

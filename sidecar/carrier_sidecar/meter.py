@@ -1,0 +1,43 @@
+"""What the delivery flow reports, as a Protocol: ``metrics.Metrics`` fits it, and so does a test stub."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+DeliveryOutcome = Literal["success", "retry_after", "failure", "timeout"]
+VisibilityReason = Literal["retry_after", "backoff", "heartbeat", "release"]
+
+
+class Meter(Protocol):
+    def received(self, count: int) -> None: ...
+    def queue_wait(self, seconds: float) -> None: ...
+    def delivered(self, outcome: DeliveryOutcome, seconds: float) -> None: ...
+    def deleted(self, count: int) -> None: ...
+    def visibility_changed(self, count: int, reason: VisibilityReason) -> None: ...
+    def sqs_request(self, action: str, outcome: Literal["ok", "error"]) -> None: ...
+    def in_flight(self, delta: int) -> None: ...
+
+
+class NullMeter:
+    """Counts nothing: for pure unit tests of the flow."""
+
+    def received(self, count: int) -> None:
+        pass
+
+    def queue_wait(self, seconds: float) -> None:
+        pass
+
+    def delivered(self, outcome: DeliveryOutcome, seconds: float) -> None:
+        pass
+
+    def deleted(self, count: int) -> None:
+        pass
+
+    def visibility_changed(self, count: int, reason: VisibilityReason) -> None:
+        pass
+
+    def sqs_request(self, action: str, outcome: Literal["ok", "error"]) -> None:
+        pass
+
+    def in_flight(self, delta: int) -> None:
+        pass

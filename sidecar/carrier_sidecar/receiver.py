@@ -1,0 +1,93 @@
+"""Long-poll loops. Each owns ``workers`` in-flight slots and asks for min(batch, free slots)
+as soon as one is free, so a slow delivery only ever holds its own slot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from .courier import Courier
+from .liveness import Liveness
+from .settings import Settings
+from .sqs import SqsPort
+
+log = logging.getLogger("carrier.receiver")
+
+RETRY_BASE = 0.5
+RETRY_CAP = 20.0
+
+
+class Slots:
+    """A counter of free in-flight slots that can hand out several at once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.free = size
+        self._freed = asyncio.Event()
+
+    async def take_up_to(self, wanted: int) -> int:
+        while self.free == 0:
+            self._freed.clear()
+            await self._freed.wait()
+        taken = min(wanted, self.free)
+        self.free -= taken
+        return taken
+
+    def give(self, count: int = 1) -> None:
+        self.free += count
+        self._freed.set()
+
+
+async def receive_loop(
+    index: int,
+    settings: Settings,
+    port: SqsPort,
+    courier: Courier,
+    liveness: Liveness,
+) -> None:
+    slots = Slots(settings.sqs_receiver_workers)
+    give = slots.give
+    visibility = settings.sqs_visibility_timeout
+    failures = 0
+    while True:
+        liveness.park(index, True)
+        wanted = await slots.take_up_to(settings.sqs_batch_size)
+        liveness.park(index, False)
+        try:
+            messages = await port.receive(wanted, settings.sqs_wait_time, visibility)
+        except asyncio.CancelledError:
+            slots.give(wanted)
+            raise
+        except Exception as exc:
+            slots.give(wanted)
+            failures += 1
+            ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 16))
+            pause = ceiling / 2 + random.random() * ceiling / 2
+            log.warning(
+                "ReceiveMessage failed; retrying",
+                extra={
+                    "receiver": index,
+                    "error": _short(exc),
+                    "attempt": failures,
+                    "retry_in": round(pause, 2),
+                },
+            )
+            liveness.stamp(index)
+            await asyncio.sleep(pause)
+            continue
+        if failures:
+            log.info(
+                "ReceiveMessage works again", extra={"receiver": index, "after_failures": failures}
+            )
+            failures = 0
+        liveness.stamp(index)
+        if len(messages) < wanted:
+            slots.give(wanted - len(messages))
+        if messages:
+            courier.accept(messages, time.monotonic(), give)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]

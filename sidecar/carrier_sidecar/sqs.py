@@ -1,0 +1,263 @@
+"""A thin async port over aiobotocore: the only module that talks to SQS.
+
+Start-up problems (no such queue, credentials rejected, endpoint unreachable) become a
+:class:`ConfigError` before anything is received; run-time errors are raised to the caller,
+which retries with backoff. botocore's own retries are off so every attempt is counted and logged
+in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from contextlib import AsyncExitStack
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from .meter import Meter
+from .settings import ConfigError, Settings, env_name
+
+log = logging.getLogger("carrier.sqs")
+
+Message = dict[str, Any]
+SYSTEM_ATTRIBUTES = [
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SentTimestamp",
+    "MessageGroupId",
+]
+MAX_BATCH = 10
+_MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_BAD_CREDENTIALS = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidSecurity",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthFailure",
+    }
+)
+_AWS_HOST = re.compile(
+    r"(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "RequestThrottled",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+    }
+)
+STARTUP_ATTEMPTS = 4
+
+
+def region_from_url(url: str | None) -> str | None:
+    """``https://sqs.eu-west-1.amazonaws.com/...`` → ``eu-west-1``."""
+    if not url:
+        return None
+    match = _AWS_HOST.search(urlsplit(url).hostname or "")
+    return match.group(1) if match else None
+
+
+def endpoint_for(settings: Settings) -> str | None:
+    """The configured endpoint, else the host of a non-AWS queue URL (a local server), else None."""
+    if settings.sqs_endpoint:
+        return settings.sqs_endpoint
+    url = settings.sqs_queue_url
+    if url and not (urlsplit(url).hostname or "").endswith(("amazonaws.com", "amazonaws.com.cn")):
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+class SqsPort:
+    """One aiobotocore client, the resolved queue URL and its visibility timeout."""
+
+    def __init__(self, settings: Settings, meter: Meter) -> None:
+        self._settings = settings
+        self._meter = meter
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self.endpoint = endpoint_for(settings)
+        self.queue_url: str | None = settings.sqs_queue_url
+        self.visibility_timeout: float = 30.0
+        self.resolved = False
+
+    async def open(self) -> None:
+        from aiobotocore.config import AioConfig  # lazy: keep `--help` and errors light
+        from aiobotocore.session import get_session
+
+        session = get_session()
+        s = self._settings
+        region = (
+            s.sqs_region
+            or session.get_config_variable("region")
+            or region_from_url(s.sqs_queue_url)
+            or region_from_url(self.endpoint)
+            or ("us-east-1" if self.endpoint else None)
+        )
+        if region is None:
+            raise ConfigError(
+                f"{env_name('sqs_region')}: no AWS region found; set it (or AWS_REGION), "
+                f"or give {env_name('sqs_queue_url')} or {env_name('sqs_endpoint')}"
+            )
+        config = AioConfig(
+            connect_timeout=5,
+            read_timeout=s.sqs_wait_time + 15,
+            max_pool_connections=s.sqs_receivers + 2,
+            retries={"mode": "standard", "total_max_attempts": 1},
+            parameter_validation=False,
+        )
+        self._client = await self._stack.enter_async_context(
+            session.create_client(
+                "sqs", region_name=region, endpoint_url=self.endpoint, config=config
+            )
+        )
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def _call(self, action: str, **params: Any) -> Any:
+        method = getattr(self._client, _SNAKE[action])
+        try:
+            result = await method(**params)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._meter.sqs_request(action, "error")
+            raise
+        self._meter.sqs_request(action, "ok")
+        return result
+
+    # --- start-up ---------------------------------------------------------------------------
+    async def resolve(self) -> None:
+        """Find the queue and its visibility timeout, or raise ConfigError (bounded retries)."""
+        delay = 0.5
+        for attempt in range(1, STARTUP_ATTEMPTS + 1):
+            try:
+                await self._resolve_once()
+                self.resolved = True
+                return
+            except ConfigError:
+                raise
+            except Exception as exc:
+                if attempt == STARTUP_ATTEMPTS or not _transient(exc):
+                    raise ConfigError(self._describe_startup_error(exc)) from None
+                log.warning(
+                    "SQS not reachable yet, retrying",
+                    extra={"error": _short(exc), "attempt": attempt},
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def _resolve_once(self) -> None:
+        s = self._settings
+        if s.sqs_queue_name is not None:
+            found = await self._call("GetQueueUrl", QueueName=s.sqs_queue_name)
+            self.queue_url = str(found["QueueUrl"])
+        attrs = await self._call(
+            "GetQueueAttributes", QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+        )
+        queue_visibility = float(attrs.get("Attributes", {}).get("VisibilityTimeout", 30))
+        self.visibility_timeout = (
+            s.sqs_visibility_timeout if s.sqs_visibility_timeout is not None else queue_visibility
+        )
+
+    def _describe_startup_error(self, exc: BaseException) -> str:
+        s = self._settings
+        code = error_code(exc)
+        where = self.endpoint or "AWS"
+        if code in _MISSING_QUEUE:
+            var = env_name("sqs_queue_name" if s.sqs_queue_name else "sqs_queue_url")
+            return f"{var}: queue {s.queue_label!r} does not exist at {where}"
+        if code in _BAD_CREDENTIALS:
+            return f"AWS credentials rejected by SQS at {where} ({code}): {_message(exc)}"
+        if type(exc).__name__ in {"NoCredentialsError", "PartialCredentialsError"}:
+            return "no AWS credentials found (env, shared files, web identity, instance metadata)"
+        if code is not None:
+            return f"SQS refused queue {s.queue_label!r} at {where} ({code}): {_message(exc)}"
+        return f"{env_name('sqs_endpoint')}: cannot reach SQS at {where}: {_short(exc)}"
+
+    # --- the three calls of the delivery flow -------------------------------------------------
+    async def receive(self, max_n: int, wait: float, visibility: float | None) -> list[Message]:
+        params: dict[str, Any] = {
+            "QueueUrl": self.queue_url,
+            "MaxNumberOfMessages": max_n,
+            "WaitTimeSeconds": int(wait),
+            "MessageSystemAttributeNames": SYSTEM_ATTRIBUTES,
+            "MessageAttributeNames": ["All"],
+        }
+        if visibility is not None:
+            params["VisibilityTimeout"] = int(visibility)
+        result = await self._call("ReceiveMessage", **params)
+        messages: list[Message] = result.get("Messages", [])
+        return messages
+
+    async def delete_batch(self, handles: list[str]) -> dict[int, dict[str, Any]]:
+        """Delete up to 10; return {index: failure entry} for entries SQS reports failed."""
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+        result = await self._call("DeleteMessageBatch", QueueUrl=self.queue_url, Entries=entries)
+        return _failures(result)
+
+    async def change_visibility_batch(
+        self, items: list[tuple[str, int]]
+    ) -> dict[int, dict[str, Any]]:
+        """Set visibility of up to 10 (handle, seconds); return failures by index."""
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": v}
+            for i, (h, v) in enumerate(items)
+        ]
+        result = await self._call(
+            "ChangeMessageVisibilityBatch", QueueUrl=self.queue_url, Entries=entries
+        )
+        return _failures(result)
+
+
+_SNAKE: dict[str, str] = {
+    "GetQueueUrl": "get_queue_url",
+    "GetQueueAttributes": "get_queue_attributes",
+    "ReceiveMessage": "receive_message",
+    "DeleteMessageBatch": "delete_message_batch",
+    "ChangeMessageVisibilityBatch": "change_message_visibility_batch",
+}
+BatchAction = Literal["DeleteMessageBatch", "ChangeMessageVisibilityBatch"]
+
+
+def _failures(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {int(f["Id"]): f for f in result.get("Failed", []) or []}
+
+
+def _transient(exc: BaseException) -> bool:
+    code = error_code(exc)
+    if code is None:
+        return type(exc).__name__ not in {"NoCredentialsError", "PartialCredentialsError"}
+    return code in _TRANSIENT_CODES
+
+
+def _message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        text = str(response.get("Error", {}).get("Message") or "")
+        return " ".join(text.split())[:200]
+    return _short(exc)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300]

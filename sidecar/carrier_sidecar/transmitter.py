@@ -1,0 +1,68 @@
+"""One POST per message over one shared keep-alive connection pool."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from . import __version__
+from .headers import build_headers
+from .outcome import Failed, Outcome, classify
+from .settings import Settings
+
+USER_AGENT = f"carrier-sidecar/{__version__}"
+
+
+def tls_context(skip_verify: bool) -> ssl.SSLContext:
+    """TLS 1.2 or newer (the Go Carrier demanded 1.3, which many in-cluster servers lack)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def open_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one HTTP pool: room for every delivery in flight plus the health checks."""
+    uses_tls = any(
+        (url or "").startswith("https:")
+        for url in (settings.webhook_endpoint, settings.webhook_health_check_endpoint)
+    )
+    connector = aiohttp.TCPConnector(
+        limit=settings.in_flight_limit + 2,
+        ssl=tls_context(settings.webhook_tls_insecure_skip_verify) if uses_tls else True,
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": USER_AGENT},
+        auto_decompress=False,
+    )
+
+
+class Transmitter:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self._session = session
+        self._url = URL(settings.webhook_endpoint, encoded=True)  # exactly as configured
+        self._timeout = aiohttp.ClientTimeout(total=settings.webhook_request_timeout)
+        self._timeout_text = f"timed out after {settings.webhook_request_timeout:g}s"
+        self._content_type = settings.webhook_default_content_type
+
+    async def post(self, message: dict[str, Any]) -> Outcome:
+        body = str(message.get("Body", "")).encode("utf-8")
+        headers = build_headers(message, self._content_type)
+        try:
+            async with self._session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout
+            ) as response:
+                await response.read()  # drain, so the connection goes back to the pool
+                return classify(response.status, response.headers, time.time())
+        except TimeoutError:
+            return Failed(self._timeout_text, timeout=True)
+        except aiohttp.ClientError as exc:
+            return Failed(f"{type(exc).__name__}: {exc}")

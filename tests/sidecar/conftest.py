@@ -1,0 +1,125 @@
+"""The sidecar against real servers: helpers to arrange queues and run it in-process or as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carrier_sidecar import app
+from carrier_sidecar.metrics import Metrics
+from carrier_sidecar.settings import Settings
+from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually
+
+FAST = {
+    "CARRIER_SQS_WAIT_TIME": "1s",
+    "CARRIER_HTTP_ADDR": "none",
+    "CARRIER_SHUTDOWN_TIMEOUT": "5s",
+    "CARRIER_WEBHOOK_REQUEST_TIMEOUT": "10s",
+}
+
+
+async def make_queue(sqs: Any, name: str, **attributes: str) -> str:
+    attrs = {"VisibilityTimeout": "30", **attributes}
+    if name.endswith(".fifo"):
+        attrs.setdefault("FifoQueue", "true")
+    created = await sqs.create_queue(QueueName=name, Attributes=attrs)
+    return str(created["QueueUrl"])
+
+
+async def depth(sqs: Any, url: str) -> tuple[int, int]:
+    """(visible, in flight) as the queue reports them."""
+    got = await sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    a = got["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+async def drained(sqs: Any, url: str) -> bool:
+    return await depth(sqs, url) == (0, 0)
+
+
+def env_for(moto: MotoServer, queue: str, webhook_url: str, **overrides: str) -> dict[str, str]:
+    env = {
+        **FAST,
+        "CARRIER_SQS_ENDPOINT": moto.endpoint,
+        "CARRIER_SQS_QUEUE_NAME": queue,
+        "CARRIER_WEBHOOK_ENDPOINT": webhook_url,
+    }
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class InProcess:
+    """The sidecar's ``app.run`` as a task of the test's loop, stopped through its event."""
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    probe_port: int | None = None
+    task: asyncio.Task[int] | None = None
+
+    def start(self) -> InProcess:
+        def seen(port: int) -> None:
+            self.probe_port = port
+
+        self.task = asyncio.ensure_future(
+            app.run(
+                self.settings,
+                stop=self.stop,
+                metrics=self.metrics,
+                handle_signals=False,
+                on_probe_port=seen,
+            )
+        )
+        return self
+
+    def counter(self, name: str) -> float:
+        return self.metrics.snapshot().get(name, 0.0)
+
+    async def finish(self, timeout: float = 20) -> int:
+        assert self.task is not None
+        self.stop.set()
+        return await asyncio.wait_for(self.task, timeout)
+
+
+@contextlib.asynccontextmanager
+async def in_process(env: Mapping[str, str]) -> AsyncIterator[InProcess]:
+    sidecar = InProcess(Settings.load(env)).start()
+    try:
+        yield sidecar
+    finally:
+        assert sidecar.task is not None
+        if not sidecar.task.done():
+            sidecar.stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sidecar.task, 20)
+        elif not sidecar.task.cancelled() and sidecar.task.exception() is not None:
+            raise sidecar.task.exception()  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def sidecar_command() -> list[str]:
+    found = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
+    assert found, "carrier-sidecar is not installed in the venv (pip install -e '.[dev]')"
+    return [found]
+
+
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment for the real process: the test's CARRIER_* only, AWS test credentials."""
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("CARRIER_")}
+    return {**base, **AWS_TEST_ENV, "PYTHONUNBUFFERED": "1", **env}
+
+
+__all__ = ["depth", "drained", "env_for", "eventually", "in_process", "make_queue", "process_env"]

@@ -112,7 +112,7 @@ class Metrics:
                 self._sqs_child(action, outcome)
         self._in_flight = Gauge(
             "carrier_in_flight_messages",
-            "Messages received and not yet acknowledged or released.",
+            "Webhook deliveries (POSTs) in progress.",
             registry=reg,
         )
 

@@ -37,7 +37,11 @@ async def run_stat_log(metrics: Metrics, interval: float) -> None:
 def stat_fields(metrics: Metrics) -> dict[str, object]:
     """The fields of one stats line: counters, in-flight gauge, memory, asyncio task count."""
     rss = rss_bytes()
-    fields: dict[str, object] = dict(metrics.snapshot())
+    # Counters are floats in prometheus_client; whole numbers read better as JSON integers.
+    fields: dict[str, object] = {
+        key: int(value) if value.is_integer() else value
+        for key, value in metrics.snapshot().items()
+    }
     fields["rss_bytes"] = rss
     fields["memory"] = _human_bytes(rss)
     fields["tasks"] = len(asyncio.all_tasks())

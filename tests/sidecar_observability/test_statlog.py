@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
 
+from carrier_sidecar.logs import JsonFormatter
 from carrier_sidecar.metrics import Metrics
 from carrier_sidecar.statlog import rss_bytes, run_stat_log
 from tests.support.servers import eventually
@@ -38,6 +40,7 @@ async def test_stat_log_emits_counters_memory_and_tasks(
     first, last = stats_records(caplog)[0], stats_records(caplog)[-1]
     assert first.levelno == logging.INFO
     assert first.messages_received == 2
+    assert type(first.messages_received) is int  # whole counts print as JSON integers
     assert first.deliveries_success == 1
     assert first.messages_deleted == 1
     assert first.in_flight_messages == 1
@@ -73,3 +76,27 @@ def test_rss_is_the_current_resident_size() -> None:
     after = rss_bytes()
     del ballast
     assert after - before > 32 * 1024 * 1024
+
+
+async def test_stats_line_is_one_json_object_with_the_go_carrier_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="carrier.stats")
+    metrics = Metrics()
+    metrics.delivered("failure", 0.5)
+    logging_task = asyncio.create_task(run_stat_log(metrics, 0.02))
+    await eventually(lambda: bool(stats_records(caplog)), 5, "a stats line")
+    logging_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await logging_task
+
+    line = JsonFormatter().format(stats_records(caplog)[0])
+
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["msg"] == "stats"  # the Go Carrier's message too
+    assert entry["logger"] == "carrier.stats"
+    assert entry["deliveries_failure"] == 1
+    assert entry["rss_bytes"] > 0
+    assert isinstance(entry["memory"], str)
+    assert isinstance(entry["tasks"], int)

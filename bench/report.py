@@ -1,0 +1,264 @@
+"""docs/benchmarks.md from one harness result: machine, targets (met / not met), tables.
+
+A hand-written block between ``<!-- keep:start -->`` and ``<!-- keep:end -->`` in the existing
+file (profile, analysis) survives regeneration.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+KEEP = re.compile(r"<!-- keep:start -->.*?<!-- keep:end -->", re.S)
+GO_MSG_PER_S = 1960.0
+SERVER_BOUND_SHARE = 0.85
+ADMISSION_DOC = "admission-latency.md"
+
+
+def med(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}".replace(",", " ")
+
+
+def one_line(key: str, index: int, run: dict[str, Any]) -> str:
+    return (
+        f"{key} run {index + 1}: {fmt(run.get('msg_per_s'))} msg/s, "
+        f"{fmt(run.get('cpu_ms_per_1000'))} ms CPU/1000, peak {fmt(run.get('peak_rss_mb'), 1)} MB, "
+        f"idle {fmt(run.get('idle_rss_mb'), 1)} MB, {fmt(run.get('requests_per_msg'), 3)} req/msg, "
+        f"dup {run.get('duplicates')}, p50 {fmt(run.get('latency_p50_ms'), 1)} ms, "
+        f"fauxqs {fmt(100 * (run.get('server_cpu_share') or 0))}% CPU"
+    )
+
+
+def _mark(met: bool | None) -> str:
+    return {True: "**met**", False: "**not met**", None: "not measured"}[met]
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    cfgs = result.get("configs", {})
+
+    def runs(key: str) -> list[dict[str, Any]]:
+        return list(cfgs.get(key, {}).get("runs", []))
+
+    rows: list[tuple[str, str, str, str]] = []
+    main, wide, mixed = runs("b10-r1-w10"), runs("b10-r4-w10"), runs("b10-r1-w10-mixed")
+
+    cpu = med(main, "cpu_ms_per_1000")
+    rows.append(
+        (
+            "CPU per 1 000 msgs, batch 10 / 1 / 10",
+            "≤ 400 ms",
+            fmt(cpu, 0, " ms"),
+            _mark(None if cpu is None else cpu <= 400),
+        )
+    )
+
+    rate, share = med(main, "msg_per_s"), med(main, "server_cpu_share")
+    bound = share is not None and share >= SERVER_BOUND_SHARE
+    note = (
+        f" (fauxqs at {fmt(100 * share)} % of a core{': server-bound' if bound else ''})"
+        if share is not None
+        else ""
+    )
+    met = None if rate is None else (True if rate >= GO_MSG_PER_S else (None if bound else False))
+    verdict = (
+        _mark(met) if met is not None or rate is None else "**server-bound**: not decidable here"
+    )
+    rows.append(
+        (
+            "Throughput, batch 10 / 1 / 10",
+            f"≥ Go Carrier's ~{GO_MSG_PER_S:.0f} msg/s",
+            fmt(rate, 0, " msg/s") + note,
+            verdict,
+        )
+    )
+
+    mixed_rate = med(mixed, "msg_per_s")
+    hol = head_of_line_bound()
+    rows.append(
+        (
+            "Throughput, mixed-latency webhook (5 % take 500 ms), 10 / 1 / 10",
+            f"ahead of a head-of-line consumer (≤ ~{hol:.0f} msg/s here)",
+            fmt(mixed_rate, 0, " msg/s"),
+            _mark(None if mixed_rate is None else mixed_rate > hol),
+        )
+    )
+
+    for label, group in (("batch 10 / 1 / 10", main), ("batch 10 / 4 / 10", wide)):
+        rpm = med(group, "requests_per_msg")
+        rows.append(
+            (
+                f"SQS requests per message, {label}",
+                "≤ 0.21",
+                fmt(rpm, 3),
+                _mark(None if rpm is None else rpm <= 0.21),
+            )
+        )
+
+    idle = med(wide, "idle_receives_per_receiver_min")
+    window = result.get("idle_cost_window")
+    extra = (
+        f" (over {fmt(window)} s{', extrapolated to a minute' if window and window < 60 else ''})"
+        if idle is not None
+        else ""
+    )
+    rows.append(
+        (
+            "Idle empty receives per receiver per minute (4 receivers)",
+            "≤ 3",
+            fmt(idle, 1) + extra,
+            _mark(None if idle is None else idle <= 3),
+        )
+    )
+
+    idle_rss = med(main, "idle_rss_mb")
+    rows.append(
+        (
+            "Idle RSS (5 s after drain), batch 10 / 1 / 10",
+            "≤ 50 MB",
+            fmt(idle_rss, 1, " MB"),
+            _mark(None if idle_rss is None else idle_rss <= 50),
+        )
+    )
+    peak = med(wide, "peak_rss_mb")
+    rows.append(
+        (
+            "Peak RSS, batch 10 / 4 / 10",
+            "≤ 80 MB",
+            fmt(peak, 1, " MB"),
+            _mark(None if peak is None else peak <= 80),
+        )
+    )
+
+    p50 = med(main, "latency_p50_ms")
+    rows.append(
+        (
+            "send→POST latency p50, idle long-polling sidecar (10 / 1 / 10)",
+            "≤ 50 ms",
+            fmt(p50, 1, " ms"),
+            _mark(None if p50 is None else p50 <= 50),
+        )
+    )
+    rows.append(
+        (
+            "Admission webhook p99 at 50 req/s over HTTPS",
+            "≤ 20 ms",
+            f"see [{ADMISSION_DOC}]({ADMISSION_DOC})",
+            "measured there",
+        )
+    )
+    return rows
+
+
+def head_of_line_bound() -> float:
+    """A consumer that waits for its whole batch of 10: half the batches hold a slow id (every
+    20th), each such batch takes ≥ 0.5 s, so ≤ 10 / (0.5 x 0.5) msg/s per receiver."""
+    return 10 / (0.5 * 0.5)
+
+
+ROWS = (
+    ("messages", "messages", 0, ""),
+    ("msg_per_s", "throughput (msg/s)", 0, ""),
+    ("cpu_ms_per_1000", "sidecar CPU per 1 000 msgs (ms)", 0, ""),
+    ("startup_cpu_s", "sidecar start-up CPU (s)", 2, ""),
+    ("sidecar_cpu_share", "sidecar CPU share while draining (cores)", 2, ""),
+    ("server_cpu_share", "fauxqs CPU share while draining (cores)", 2, ""),
+    ("webhook_cpu_share", "webhook receiver CPU share (cores)", 2, ""),
+    ("peak_rss_mb", "peak RSS (MB)", 1, ""),
+    ("idle_rss_mb", "idle RSS after 5 s (MB)", 1, ""),
+    ("requests_per_msg", "SQS requests per message", 3, ""),
+    ("duplicates", "duplicate deliveries", 0, ""),
+    ("latency_p50_ms", "send→POST p50 (ms)", 1, ""),
+    ("latency_p99_ms", "send→POST p99 (ms)", 1, ""),
+    ("idle_receives_per_receiver_min", "idle receives / receiver / min", 1, ""),
+    ("loadavg_start", "load average at start", 2, ""),
+)
+
+
+def config_table(entry: dict[str, Any]) -> list[str]:
+    runs = entry["runs"]
+    head = "| figure | median | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |"
+    lines = [head, "|---" * (len(runs) + 2) + "|"]
+    for key, label, digits, _ in ROWS:
+        if all(r.get(key) is None for r in runs):
+            continue
+        cells = [
+            fmt(r.get(key), digits) if isinstance(r.get(key), int | float) else "n/a" for r in runs
+        ]
+        lines.append(f"| {label} | {fmt(med(runs, key), digits)} | " + " | ".join(cells) + " |")
+    actions: dict[str, list[float]] = {}
+    for r in runs:
+        for action, per in (r.get("requests_per_msg_by_action") or {}).items():
+            actions.setdefault(action, []).append(per)
+    for action, values in sorted(actions.items()):
+        lines.append(
+            f"| {action} per message | {statistics.median(values):.4f} | "
+            + " | ".join(f"{v:.4f}" for v in values)
+            + " |"
+        )
+    return lines
+
+
+def render(result: dict[str, Any], keep: str) -> str:
+    m = result["machine"]
+    sc, wc = result.get("server_ceiling", {}), result.get("webhook_ceiling", {})
+    server = result["server"]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Generated by the harness (`bench/`) on {result['started']} (finished {result.get('finished', '?')}).",
+        f"Exact command: `{result['command']}` (`make bench` runs `python -m bench.run`).",
+        f"Sidecar under test: `{result['sidecar']}`. SQS server: {server['kind']} {server['version']} on 127.0.0.1.",
+        f"{result['messages']} messages per run ({result['runs_per_config']} run(s) per configuration; figures are medians).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores; {m.get('memory_gb')} GB RAM; kernel {m['kernel']}",
+        f"- Python {m['python']}, Node {m.get('node')}",
+        f"- Load average (1 min) at start {fmt(m['loadavg'][0], 2)}, at end {fmt(m.get('loadavg_end', [None])[0], 2)}: "
+        "other helpers shared these 2 cores while this ran.",
+        "",
+        "## Against the targets",
+        "",
+        "| target | goal | measured (median) | result |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(result)]
+    out += ["", *[f"- {n}" for n in result.get("notes", [])], ""]
+    out += [
+        "## The servers' own ceilings",
+        "",
+        f"- SQS server ({server['kind']}): plain aiobotocore, {sc.get('consumers')} concurrent receive(10)+DeleteMessageBatch "
+        f"loops, no sidecar, no webhook: **{fmt(sc.get('msg_per_s'))} msg/s** with the server at "
+        f"{fmt(100 * (sc.get('server_cpu_share') or 0))} % of a core ({sc.get('messages')} messages).",
+        f"- Webhook receiver: {wc.get('connections')} raw keep-alive clients: **{fmt(wc.get('req_per_s'))} POST/s** with the "
+        f"receiver at {fmt(100 * (wc.get('receiver_cpu_share') or 0))} % of a core (the client side is the limit "
+        "when that share is well under 100 %).",
+        "",
+    ]
+    for key, entry in result.get("configs", {}).items():
+        out += [f"## {entry['label']} (`{key}`)", "", *config_table(entry), ""]
+    out += [keep, ""]
+    return "\n".join(out)
+
+
+DEFAULT_KEEP = """<!-- keep:start -->
+<!-- keep:end -->"""
+
+
+def write(result: dict[str, Any], path: Path) -> None:
+    keep = DEFAULT_KEEP
+    if path.exists():
+        found = KEEP.search(path.read_text())
+        if found:
+            keep = found.group(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(result, keep))

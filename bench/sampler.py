@@ -1,0 +1,123 @@
+"""CPU and memory of a process tree, read from /proc in a background thread.
+
+CPU = utime + stime + cutime + cstime of the process (reaped children included) plus the same
+of its live descendants. RSS = the sum of VmRSS over the tree; the peak is the larger of the
+sampled maximum and the leader's VmHWM (the kernel's own high-water mark).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TICK = float(os.sysconf("SC_CLK_TCK"))
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                for child in children:
+                    found.append(int(child))
+                    todo.append(int(child))
+        except OSError:
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime+cutime+cstime in seconds (fields 14-17 of /proc/PID/stat)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rfind(")") + 2 :].split()
+    return sum(int(v) for v in fields[11:15]) / TICK
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_cpu(pid: int) -> float:
+    total = cpu_seconds(pid)
+    for child in _descendants(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            continue
+    return total
+
+
+def tree_rss_kb(pid: int) -> int:
+    total = status_kb(pid, "VmRSS")
+    for child in _descendants(pid):
+        try:
+            total += status_kb(child, "VmRSS")
+        except OSError:
+            continue
+    return total
+
+
+@dataclass
+class Sampler:
+    """Samples (monotonic time, tree CPU seconds, tree RSS kB) every ``every`` seconds."""
+
+    pid: int
+    every: float = 0.02
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, name=f"sampler-{self.pid}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every)
+
+    def sample(self) -> None:
+        try:
+            cpu, rss = tree_cpu(self.pid), tree_rss_kb(self.pid)
+        except OSError:
+            return
+        self.times.append(time.monotonic())
+        self.cpu.append(cpu)
+        self.rss.append(rss)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def cpu_at(self, when: float) -> float:
+        """CPU seconds at monotonic time ``when``, linearly interpolated between samples."""
+        if not self.times:
+            return 0.0
+        i = bisect.bisect_left(self.times, when)
+        if i <= 0:
+            return self.cpu[0]
+        if i >= len(self.times):
+            return self.cpu[-1]
+        t0, t1 = self.times[i - 1], self.times[i]
+        c0, c1 = self.cpu[i - 1], self.cpu[i]
+        return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
+
+    def peak_rss_kb(self) -> int:
+        sampled = max(self.rss, default=0)
+        try:
+            return max(sampled, status_kb(self.pid, "VmHWM"))
+        except OSError:
+            return sampled

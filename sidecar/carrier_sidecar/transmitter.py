@@ -58,7 +58,11 @@ class Transmitter:
         headers = build_headers(message, self._content_type)
         try:
             async with self._session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout
+                self._url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,  # a redirect is an answer, not a place to re-POST
             ) as response:
                 await response.read()  # drain, so the connection goes back to the pool
                 return classify(response.status, response.headers, time.time())

@@ -74,7 +74,8 @@ def test_string_and_number_attributes_pass_binary_is_skipped() -> None:
 def test_values_that_are_not_header_text_round_trip(value: str) -> None:
     encoded = encode_value(value)
     assert encoded.isascii()
-    assert "\r" not in encoded and "\n" not in encoded
+    assert "\r" not in encoded
+    assert "\n" not in encoded
     assert decode(encoded) == value
 
 

@@ -1,12 +1,215 @@
-"""The injector's kopf admission face. Placeholder until the injector lands: see ``configure``."""
+"""The injector's kopf admission face: thin handlers over :mod:`injection` and :mod:`validation`.
+
+Importing this module registers the handlers (kopf's default registry); the operator's start-up
+calls :func:`configure` to give kopf the HTTPS server. The webhook configurations themselves
+belong to the Helm chart (``settings.admission.managed = None``); this process only keeps their
+``caBundle`` current in self-signed mode.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
 import kopf
 
-from .config import OperatorSettings
+from .binding import BINDING_LABEL, GROUP, PLURAL, VERSION
+from .bindings_cache import BindingLookup, index_entry
+from .certs import CertDirectory, CertSource, SelfSigned
+from .config import MUTATE_PODS_ID, VALIDATE_BINDINGS_ID, OperatorSettings
+from .injection import (
+    InjectionError,
+    apply_patch,
+    parse_server_version,
+    plan_injection,
+    readiness_problem,
+    use_native_sidecar,
+)
+from .kubeapi import KubeAPI, KubeAPIError
+from .validation import binding_problems
+from .webhook_server import InjectorServer
+
+logger = logging.getLogger(__name__)
+
+INDEX = "carrier_bindings"  # the kwarg name kopf gives the index in handlers
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+ENDPOINTS = {
+    MUTATE_PODS_ID: {"group": "", "version": "v1", "resource": "pods"},
+    VALIDATE_BINDINGS_ID: {"group": GROUP, "version": VERSION, "resource": PLURAL},
+}
 
 
-def configure(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
-    """Point kopf's admission server at our HTTPS endpoint (filled in by the injector)."""
-    del settings, config
+@dataclass
+class Injector:
+    """Everything the handlers need, set once by :func:`configure`."""
+
+    config: OperatorSettings
+    api: KubeAPI | None = None
+    server_version: tuple[int, int] | None = None
+    lookup: BindingLookup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup = BindingLookup(self.get_api, self.config.namespace_list)
+
+    async def get_api(self) -> KubeAPI:
+        if self.api is None:
+            self.api = await KubeAPI.from_environment()
+        return self.api
+
+    @property
+    def native(self) -> bool:
+        return use_native_sidecar(self.config.native_sidecar, self.server_version)
+
+    async def start(self) -> None:
+        """Learn the server version once (only ``auto`` needs it)."""
+        if self.config.native_sidecar != "auto" or self.server_version is not None:
+            return
+        try:
+            self.server_version = parse_server_version(
+                await (await self.get_api()).server_version()
+            )
+        except KubeAPIError as exc:
+            logger.warning(
+                "Cannot read the API server version (%s): injecting plain containers.", exc
+            )
+        logger.info(
+            "API server %s: injecting the sidecar as %s.",
+            ".".join(map(str, self.server_version or ())) or "unknown",
+            "a native sidecar" if self.native else "a regular container",
+        )
+
+
+_injector: Injector | None = None
+
+
+def configure(
+    settings: kopf.OperatorSettings,
+    config: OperatorSettings,
+    *,
+    api: KubeAPI | None = None,
+    server_version: tuple[int, int] | None = None,
+    addr: str | None = "0.0.0.0",
+    cert_source: CertSource | None = None,
+) -> InjectorServer:
+    """Point kopf's admission server at our HTTPS endpoint (on ``config.webhook_port``).
+
+    ``api``, ``server_version``, ``addr`` and ``cert_source`` exist for tests and benchmarks;
+    the operator passes only the two settings objects.
+    """
+    global _injector
+    injector = Injector(config, api=api, server_version=server_version)
+    _injector = injector
+    if cert_source is None:
+        cert_source = (
+            CertDirectory(config.cert_dir)
+            if config.cert_dir
+            else SelfSigned(injector.get_api, config, config.service_namespace)
+        )
+    server = InjectorServer(
+        source=cert_source,
+        endpoints=ENDPOINTS,
+        addr=addr,
+        port=config.webhook_port,
+        host=config.service_host,
+        on_start=injector.start,
+    )
+    settings.admission.server = server
+    settings.admission.managed = None
+    return server
+
+
+def _require() -> Injector:
+    if _injector is None:
+        raise kopf.AdmissionError("the carrier injector is not configured", code=503)
+    return _injector
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def _index_bindings(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> object:
+    return index_entry(namespace or "", name, body)
+
+
+def _bindings_synced(**_: Any) -> None:
+    if _injector is not None:
+        _injector.lookup.mark_synced()
+
+
+async def _mutate_pod(
+    body: kopf.Body, patch: kopf.Patch, warnings: list[str], **kwargs: Any
+) -> None:
+    injector = _require()
+    pod: Mapping[str, Any] = body
+    meta = pod.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(BINDING_LABEL)
+    if not isinstance(name, str):
+        return  # not opted in (the webhook's objectSelector should not have sent it)
+    namespace = meta.get("namespace")
+    if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
+        raise kopf.AdmissionError("cannot tell the pod's namespace from the request", code=400)
+    if not _NAME.fullmatch(name):
+        raise kopf.AdmissionError(
+            f"label {BINDING_LABEL}={name!r} does not name a CarrierBinding", code=400
+        )
+    try:
+        binding = await injector.lookup.find(kwargs.get(INDEX), namespace, name)
+    except KubeAPIError as exc:
+        raise kopf.AdmissionError(
+            f"cannot look up CarrierBinding {name!r}: {exc}", code=503
+        ) from None
+    problem = readiness_problem(name, namespace, binding)
+    if problem is not None or binding is None:
+        message = problem or "no binding"
+        if injector.config.on_missing_binding == "admit":
+            warnings.append(f"{message}: admitted without the Carrier sidecar")
+            return
+        raise kopf.AdmissionError(message, code=403)
+    try:
+        plan = plan_injection(dict(pod), binding, injector.config, native=injector.native)
+    except InjectionError as exc:
+        raise kopf.AdmissionError(
+            f"cannot inject the Carrier sidecar: {exc}", code=exc.code
+        ) from None
+    warnings.extend(plan.warnings)
+    if plan.patch:
+        ops = plan.patch
+        patch.fns.append(lambda raw: apply_patch(cast(dict[str, Any], raw), ops))
+
+
+def _validate_binding(body: kopf.Body, **_: Any) -> None:
+    injector = _require()
+    meta = body.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    spec = body.get("spec")
+    if not isinstance(spec, Mapping):
+        raise kopf.AdmissionError("spec: must be an object", code=400)
+    problems = binding_problems(
+        dict(spec), namespace, allow_remote_webhooks=injector.config.allow_remote_webhooks
+    )
+    if problems:
+        raise kopf.AdmissionError("; ".join(problems), code=422)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Add the injector's handlers to a kopf registry (the default one on import)."""
+    resource = (GROUP, VERSION, PLURAL)
+    kopf.index(*resource, id=INDEX, registry=registry)(_index_bindings)
+    kopf.on.event(*resource, id="carrier-bindings-synced", registry=registry)(_bindings_synced)
+    kopf.on.mutate(
+        "v1",
+        "pods",
+        id=MUTATE_PODS_ID,
+        operations=["CREATE"],
+        labels={BINDING_LABEL: kopf.PRESENT},
+        registry=registry,
+    )(_mutate_pod)
+    kopf.on.validate(
+        *resource, id=VALIDATE_BINDINGS_ID, operations=["CREATE", "UPDATE"], registry=registry
+    )(_validate_binding)
+
+
+register(kopf.get_default_registry())

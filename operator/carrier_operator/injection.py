@@ -1,0 +1,443 @@
+"""What the injector adds to a pod, as a pure function: (pod, binding, settings, mode) → JSONPatch.
+
+No I/O here: the admission handler looks the binding up and passes it in, so every rule below is
+table-testable and the same patch comes out for the same inputs (reinvocation-safe).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from carrier_sidecar.settings import Settings
+
+from .binding import (
+    BindingError,
+    passthrough_env,
+    render_env,
+    settings_hash,
+    sidecar_hash,
+    validate_spec,
+)
+from .config import INJECTED_ANNOTATION, SIDECAR_CONTAINER, OperatorSettings
+
+JSONPatch = list[dict[str, Any]]
+
+# A fixed non-root uid/gid (distroless "nonroot"): the restricted profile wants a numeric user.
+SIDECAR_UID = 65532
+NATIVE_SIDECAR_MINOR = 29  # KEP-753 beta, on by default
+
+# Web-identity / pod-identity env the EKS webhooks add to the containers that existed then.
+AWS_IDENTITY_ENV = (
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+AWS_COMPANION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_STS_REGIONAL_ENDPOINTS")
+AWS_TOKEN_VOLUMES = ("aws-iam-token", "eks-pod-identity-token")
+
+
+class InjectionError(ValueError):
+    """The pod cannot get the sidecar; ``str()`` says why and what to do, ``code`` is HTTP-ish."""
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A CarrierBinding as the injector needs it (from the index or the API)."""
+
+    name: str
+    namespace: str
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> Binding:
+        meta = _mapping(obj.get("metadata"), "metadata")
+        return cls(
+            name=str(meta.get("name", "")),
+            namespace=str(meta.get("namespace", "")),
+            spec=_mapping(obj.get("spec"), "spec"),
+            status=_mapping(obj.get("status"), "status"),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of one admission: the patch and the warnings to hand back."""
+
+    patch: JSONPatch
+    warnings: tuple[str, ...] = ()
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def use_native_sidecar(mode: str, version: tuple[int, int] | None) -> bool:
+    """``always``/``never`` as said; ``auto`` = the API server is known to be >= 1.29."""
+    if mode == "always":
+        return True
+    if mode == "never" or version is None:
+        return False
+    return version >= (1, NATIVE_SIDECAR_MINOR)
+
+
+def parse_server_version(info: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``/version`` → (major, minor); tolerates managed clusters' ``"29+"`` minors."""
+    major = re.match(r"\d+", str(info.get("major", "")))
+    minor = re.match(r"\d+", str(info.get("minor", "")))
+    if major and minor:
+        return int(major.group()), int(minor.group())
+    found = re.match(r"v?(\d+)\.(\d+)", str(info.get("gitVersion", "")))
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def readiness_problem(name: str, namespace: str, binding: Binding | None) -> str | None:
+    """Why a pod may not use this binding now (missing or not Ready), or None."""
+    if binding is None:
+        return f'CarrierBinding "{name}" not found in namespace "{namespace}"'
+    conditions = binding.status.get("conditions")
+    ready = None
+    if isinstance(conditions, list):
+        ready = next(
+            (c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Ready"), None
+        )
+    if ready is None:
+        return (
+            f'CarrierBinding "{name}" in namespace "{namespace}" is not Ready yet '
+            "(the operator has not reported on it)"
+        )
+    if str(ready.get("status")) != "True":
+        reason = str(ready.get("reason") or "NotReady")
+        message = str(ready.get("message") or "").strip()
+        detail = f"{reason}: {message}" if message else reason
+        return f'CarrierBinding "{name}" in namespace "{namespace}" is not Ready: {detail}'
+    return None
+
+
+# --- the sidecar ----------------------------------------------------------------------------
+
+
+def sidecar_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rendered ``CARRIER_*`` env (the sidecar's own model), then the binding's extra env."""
+    try:
+        env = [{"name": k, "value": v} for k, v in render_env(spec).items()]
+        return env + passthrough_env(spec)
+    except BindingError as exc:
+        raise InjectionError(f"the binding is invalid: {exc}") from None
+
+
+def sidecar_container(
+    spec: Mapping[str, Any], config: OperatorSettings, *, native: bool
+) -> dict[str, Any]:
+    """The ``carrier`` container for a binding spec, restricted-profile compliant."""
+    settings = _settings(spec)
+    image = _get(spec, "sidecar.image") or config.sidecar_image
+    resources = _get(spec, "sidecar.resources") or {
+        "requests": {"cpu": config.sidecar_cpu_request, "memory": config.sidecar_memory_request},
+        "limits": {"memory": config.sidecar_memory_limit},
+    }
+    container: dict[str, Any] = {
+        "name": SIDECAR_CONTAINER,
+        "image": str(image),
+        "imagePullPolicy": config.sidecar_image_pull_policy,
+        "env": sidecar_env(spec),
+        "resources": dict(resources),
+        "securityContext": restricted_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    bind = settings.http_bind
+    if bind is not None:
+        port = bind[1]
+        container["ports"] = [{"name": "carrier-http", "containerPort": port, "protocol": "TCP"}]
+        # /healthz = the process runs; /readyz = it may receive. Startup only waits for the
+        # process: readiness may depend on the worker, which (as a native sidecar) starts later.
+        container["startupProbe"] = _probe("/healthz", port, period=1, failures=30)
+        container["livenessProbe"] = _probe("/healthz", port, period=10, failures=3)
+        container["readinessProbe"] = _probe("/readyz", port, period=5, failures=2)
+    if native:
+        container["restartPolicy"] = "Always"
+    return container
+
+
+def restricted_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": SIDECAR_UID,
+        "runAsGroup": SIDECAR_UID,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def injected_record(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The injector's annotation on a pod, parsed (None if absent or unreadable)."""
+    annotations = _get(pod, "metadata.annotations")
+    if not isinstance(annotations, Mapping):
+        return None
+    raw = annotations.get(INJECTED_ANNOTATION)
+    if not isinstance(raw, str):
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return {"raw": raw}
+    return record if isinstance(record, dict) else {"raw": raw}
+
+
+# --- the patch ------------------------------------------------------------------------------
+
+
+def plan_injection(
+    pod: Mapping[str, Any],
+    binding: Binding,
+    config: OperatorSettings,
+    *,
+    native: bool,
+) -> Plan:
+    """The minimal add-only JSONPatch that gives ``pod`` the sidecar (or completes it)."""
+    spec = _mapping(pod.get("spec"), "spec")
+    containers = _containers(spec, "containers")
+    init_containers = _containers(spec, "initContainers")
+    existing = _find_sidecar(containers, init_containers)
+    if existing is not None:
+        # Reinvocation (or a pod templated from an injected one): never inject twice, only
+        # give our container the AWS identity another webhook added after our first pass.
+        list_name, index = existing
+        ours = (containers if list_name == "containers" else init_containers)[index]
+        others = [c for c in containers + init_containers if c is not ours]
+        return Plan(_aws_identity_ops(f"/spec/{list_name}/{index}", ours, others, spec))
+    if injected_record(pod) is not None:
+        return Plan([])  # injected before and removed on purpose: respect that
+
+    container = sidecar_container(binding.spec, config, native=native)
+    _check_port_conflict(container, containers + init_containers)
+    _copy_aws_identity(container, containers + init_containers, spec)
+
+    ops: JSONPatch = []
+    list_name = "initContainers" if native else "containers"
+    if list_name in spec:
+        ops.append({"op": "add", "path": f"/spec/{list_name}/-", "value": container})
+    else:
+        ops.append({"op": "add", "path": f"/spec/{list_name}", "value": [container]})
+
+    record = {
+        "binding": binding.name,
+        "settingsHash": settings_hash(render_env(binding.spec)),
+        "sidecarHash": sidecar_hash(binding.spec),
+        "image": container["image"],
+        "native": native,
+    }
+    value = json.dumps(record, separators=(",", ":"), sort_keys=True)
+    metadata = _mapping(pod.get("metadata"), "metadata")
+    if isinstance(metadata.get("annotations"), Mapping):
+        path = f"/metadata/annotations/{escape_pointer(INJECTED_ANNOTATION)}"
+        ops.append({"op": "add", "path": path, "value": value})
+    elif "metadata" in pod:
+        ops.append(
+            {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_ANNOTATION: value}}
+        )
+    else:
+        ops.append(
+            {
+                "op": "add",
+                "path": "/metadata",
+                "value": {"annotations": {INJECTED_ANNOTATION: value}},
+            }
+        )
+    return Plan(ops, _grace_warnings(spec, binding.spec))
+
+
+def escape_pointer(token: str) -> str:
+    """RFC 6901: ``~`` → ``~0``, ``/`` → ``~1``."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def apply_patch(doc: dict[str, Any], ops: JSONPatch) -> None:
+    """Apply our add-only patch in place (how kopf turns it into its response patch)."""
+    for op in ops:
+        if op.get("op") != "add":
+            raise ValueError(f"only add operations are produced here, not {op.get('op')!r}")
+        *parents, last = [
+            t.replace("~1", "/").replace("~0", "~") for t in str(op["path"]).split("/")[1:]
+        ]
+        node: Any = doc
+        for token in parents:
+            node = node[int(token)] if isinstance(node, list) else node[token]
+        value = copy.deepcopy(op["value"])
+        if isinstance(node, list):
+            node.insert(len(node) if last == "-" else int(last), value)
+        else:
+            node[last] = value
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _settings(spec: Mapping[str, Any]) -> Settings:
+    try:
+        return validate_spec(spec)
+    except BindingError as exc:
+        raise InjectionError(f"the binding is invalid: {exc}") from None
+
+
+def _probe(path: str, port: int, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _find_sidecar(
+    containers: Sequence[Mapping[str, Any]], init_containers: Sequence[Mapping[str, Any]]
+) -> tuple[str, int] | None:
+    for list_name, items in (("containers", containers), ("initContainers", init_containers)):
+        for index, item in enumerate(items):
+            if item.get("name") == SIDECAR_CONTAINER:
+                return list_name, index
+    return None
+
+
+def _check_port_conflict(ours: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> None:
+    wanted = {p["containerPort"] for p in ours.get("ports", [])}
+    for other in others:
+        ports = other.get("ports")
+        for port in ports if isinstance(ports, list) else []:
+            if isinstance(port, Mapping) and port.get("containerPort") in wanted:
+                raise InjectionError(
+                    f"container {other.get('name')!r} already uses port {port['containerPort']}, "
+                    "the sidecar's probe port: set spec.sidecar.httpAddr in the CarrierBinding "
+                    "to another port"
+                )
+
+
+def _identity_source(
+    others: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The AWS identity env and token mounts of the first container that has them."""
+    for other in others:
+        env = [e for e in _items(other.get("env")) if e.get("name") in AWS_IDENTITY_ENV]
+        if env:
+            names = set(AWS_IDENTITY_ENV) | set(AWS_COMPANION_ENV)
+            env = [e for e in _items(other.get("env")) if e.get("name") in names]
+            mounts = [
+                m for m in _items(other.get("volumeMounts")) if m.get("name") in AWS_TOKEN_VOLUMES
+            ]
+            return env, mounts
+    return [], []
+
+
+def _missing_identity(
+    ours: Mapping[str, Any], others: Sequence[Mapping[str, Any]], pod_spec: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    env, mounts = _identity_source(others)
+    have_env = {e.get("name") for e in _items(ours.get("env"))}
+    have_mounts = {m.get("name") for m in _items(ours.get("volumeMounts"))}
+    have_paths = {m.get("mountPath") for m in _items(ours.get("volumeMounts"))}
+    volumes = {v.get("name") for v in _items(pod_spec.get("volumes"))}
+    new_env = [dict(e) for e in env if e.get("name") not in have_env]
+    new_mounts = [
+        dict(m)
+        for m in mounts
+        if m.get("name") not in have_mounts
+        and m.get("mountPath") not in have_paths
+        and m.get("name") in volumes
+    ]
+    return new_env, new_mounts
+
+
+def _copy_aws_identity(
+    ours: dict[str, Any], others: Sequence[Mapping[str, Any]], pod_spec: Mapping[str, Any]
+) -> None:
+    env, mounts = _missing_identity(ours, others, pod_spec)
+    if env:
+        ours["env"] = [*ours.get("env", []), *env]
+    if mounts:
+        ours["volumeMounts"] = [*ours.get("volumeMounts", []), *mounts]
+
+
+def _aws_identity_ops(
+    path: str,
+    ours: Mapping[str, Any],
+    others: Sequence[Mapping[str, Any]],
+    pod_spec: Mapping[str, Any],
+) -> JSONPatch:
+    env, mounts = _missing_identity(ours, others, pod_spec)
+    ops: JSONPatch = []
+    for key, items in (("env", env), ("volumeMounts", mounts)):
+        if not items:
+            continue
+        if isinstance(ours.get(key), list):
+            ops.extend({"op": "add", "path": f"{path}/{key}/-", "value": item} for item in items)
+        else:
+            ops.append({"op": "add", "path": f"{path}/{key}", "value": items})
+    return ops
+
+
+def _grace_warnings(pod_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[str, ...]:
+    grace = pod_spec.get("terminationGracePeriodSeconds", 30)
+    if not isinstance(grace, int) or isinstance(grace, bool):
+        return ()
+    drain = _settings(spec).shutdown_timeout
+    if grace < drain:
+        return (
+            f"terminationGracePeriodSeconds {grace} is shorter than the sidecar's shutdown "
+            f"timeout ({drain:g}s): in-flight messages may be cut off and redelivered",
+        )
+    return ()
+
+
+def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = spec.get(key)
+    if value is None:
+        if key == "containers":
+            raise InjectionError("spec.containers: missing")
+        return []
+    items = _sequence(value, f"spec.{key}")
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InjectionError(f"spec.{key}[{index}]: not an object")
+    return list(items)
+
+
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    """Well-formed entries of a list field; anything else counts as absent."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _sequence(value: Any, where: str) -> Sequence[Any]:
+    if not isinstance(value, list):
+        raise InjectionError(f"{where}: not a list")
+    return value
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InjectionError(f"{where}: not an object")
+    return value
+
+
+def _get(obj: Mapping[str, Any], path: str) -> Any:
+    node: Any = obj
+    for key in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node

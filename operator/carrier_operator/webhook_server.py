@@ -1,0 +1,252 @@
+"""kopf's webhook server, hardened: our cert, in-place rotation, and a review for every request.
+
+kopf's stock server answers malformed input with 500s or tracebacks (non-JSON, a list, missing
+keys) and needs ``kopf[dev]`` to make a cert (broken on OpenSSL 3). This subclass keeps kopf's
+admission machinery (handlers, patches, warnings) and replaces only the HTTP edge: the envelope
+is checked before kopf sees it, every answer is an ``AdmissionReview``, and a renewed cert is
+loaded into the live TLS context so rotation never drops the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp.web
+import kopf
+
+from .certs import CertMaterial, CertSource, load_into, server_context
+from .kubeapi import KubeAPIError
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024  # etcd's object limit is 1.5 MiB; a review carries up to two
+MAX_DEPTH = 100
+API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+
+
+class ReviewError(ValueError):
+    """The body is not an AdmissionReview request we can answer; ``str()`` says why."""
+
+
+def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return True
+
+
+def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
+    """Decode and check an AdmissionReview request against the resource this path reviews."""
+    try:
+        review = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ReviewError(f"the body is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(review, dict):
+        raise ReviewError("the body is not a JSON object")
+    if review.get("apiVersion") not in API_VERSIONS:
+        raise ReviewError(f"apiVersion must be one of {', '.join(API_VERSIONS)}")
+    if review.get("kind") != "AdmissionReview":
+        raise ReviewError("kind must be AdmissionReview")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise ReviewError("request is missing")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid or len(uid) > 256:
+        raise ReviewError("request.uid must be a non-empty string")
+    if not _depth_ok(request):
+        raise ReviewError(f"request is nested deeper than {MAX_DEPTH} levels")
+    resource = request.get("resource")
+    if not isinstance(resource, dict) or not all(
+        isinstance(resource.get(k), str) for k in ("group", "version", "resource")
+    ):
+        raise ReviewError("request.resource must have string group, version and resource")
+    if {k: resource[k] for k in ("group", "version", "resource")} != dict(expected):
+        raise ReviewError(
+            f"this endpoint reviews {expected['resource']} "
+            f"({expected['group'] or 'core'}/{expected['version']}), not {resource['resource']}"
+        )
+    if request.get("subResource") not in (None, ""):
+        raise ReviewError("sub-resources are not reviewed here")
+    if request.get("operation") not in OPERATIONS:
+        raise ReviewError(f"request.operation must be one of {', '.join(OPERATIONS)}")
+    if not isinstance(request.get("userInfo"), dict):
+        raise ReviewError("request.userInfo is missing")
+    obj, old = request.get("object"), request.get("oldObject")
+    if not isinstance(obj, dict) and not isinstance(old, dict):
+        raise ReviewError("request.object (or oldObject) must be an object")
+    for key in ("object", "oldObject"):
+        value = request.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ReviewError(f"request.{key} must be an object")
+        meta = value.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise ReviewError(f"request.{key}.metadata must be an object")
+    namespace = request.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise ReviewError("request.namespace must be a string")
+    for key in ("object", "oldObject"):
+        value = request.get(key)
+        if not isinstance(value, dict):
+            continue
+        meta = value.setdefault("metadata", {})
+        own = meta.get("namespace")
+        if namespace and own not in (None, "", namespace):
+            raise ReviewError(
+                f"request.{key}.metadata.namespace {own!r} differs from request.namespace"
+            )
+        # Pods created by a ReplicaSet arrive with generateName and no namespace: the request
+        # says where they go. Handlers read it from the object, as for every other pod.
+        if namespace and not own:
+            meta["namespace"] = namespace
+    return review
+
+
+def review_response(review: Any, *, allowed: bool, code: int, message: str) -> dict[str, Any]:
+    request = review.get("request") if isinstance(review, dict) else None
+    uid = request.get("uid") if isinstance(request, dict) else None
+    api_version = review.get("apiVersion") if isinstance(review, dict) else None
+    return {
+        "apiVersion": api_version if api_version in API_VERSIONS else API_VERSIONS[0],
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": uid if isinstance(uid, str) else "",
+            "allowed": allowed,
+            "status": {"code": code, "message": message},
+        },
+    }
+
+
+def _uid_only(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+class InjectorServer(kopf.WebhookServer):
+    """HTTPS for kopf's admission handlers at ``/<handler id>``, with our own certificates."""
+
+    def __init__(
+        self,
+        *,
+        source: CertSource,
+        endpoints: Mapping[str, Mapping[str, Any]],
+        addr: str | None,
+        port: int,
+        host: str,
+        on_start: Any = None,
+    ) -> None:
+        super().__init__(addr=addr, port=port, host=host)
+        self.source = source
+        self.endpoints = {k: dict(v) for k, v in endpoints.items()}
+        self.on_start = on_start
+        self.material: CertMaterial | None = None
+        self.internal_errors = 0
+        self.served = 0
+        self.listening = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def check_certificate_now(self) -> None:
+        """Re-check the cert source now instead of at the next scheduled time."""
+        self._wake.set()
+
+    async def _initial_material(self) -> CertMaterial:
+        delay = 1.0
+        while True:
+            try:
+                return await self.source.initial()
+            except (KubeAPIError, OSError, ValueError) as exc:
+                logger.error("No webhook certificate yet (retrying in %.0fs): %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _client_config(self, material: CertMaterial) -> Any:
+        url = self._build_url("https", self.host or "localhost", self.port or 443, "")
+        return {"url": url, "caBundle": base64.b64encode(material.ca_bundle).decode("ascii")}
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        if self.on_start is not None:
+            await self.on_start()
+        material = await self._initial_material()
+        self.material = material
+        context = server_context(material)
+
+        async def handle(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            return await self._handle(fn, request)
+
+        app = aiohttp.web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/{id}", handle)
+        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            site = aiohttp.web.TCPSite(
+                runner, self.addr, self.port, ssl_context=context, reuse_address=True
+            )
+            await site.start()
+            logger.info("Admission webhooks listening on %s:%s.", self.addr or "*", self.port)
+            self.listening.set()
+            yield self._client_config(material)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.source.next_check())
+                self._wake.clear()
+                try:
+                    renewed = await self.source.refresh()
+                except (KubeAPIError, OSError, ValueError) as exc:
+                    logger.error("Webhook certificate check failed (will retry): %s", exc)
+                    continue
+                if renewed is not None:
+                    load_into(context, renewed)
+                    self.material = renewed
+                    logger.info("Serving the renewed certificate %s.", renewed.fingerprint)
+                    yield self._client_config(renewed)
+        finally:
+            self.listening.clear()
+            await runner.cleanup()
+
+    async def _handle(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.served += 1
+        webhook = request.match_info.get("id", "")
+        expected = self.endpoints.get(webhook)
+        try:
+            raw = await request.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            body = review_response(None, allowed=False, code=413, message="request too large")
+            return aiohttp.web.json_response(body, status=413)
+        if expected is None:
+            message = f"no admission webhook at /{webhook}"
+            body = review_response(_uid_only(raw), allowed=False, code=404, message=message)
+            return aiohttp.web.json_response(body, status=404)
+        try:
+            review = parse_review(raw, expected)
+        except ReviewError as exc:
+            body = review_response(_uid_only(raw), allowed=False, code=400, message=str(exc))
+            return aiohttp.web.json_response(body, status=400)
+        headers = dict(request.headers)
+        sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
+        try:
+            response = await fn(review, webhook=webhook, sslpeer=sslpeer, headers=headers)
+        except Exception as exc:
+            # kopf's own request errors, or a bug: deny (what failurePolicy Fail would do) with a
+            # readable message instead of a 500, and count it so tests catch it.
+            self.internal_errors += 1
+            logger.exception("Admission review %s failed", review["request"]["uid"])
+            message = f"the carrier injector failed: {type(exc).__name__}: {exc}"[:500]
+            body = review_response(review, allowed=False, code=500, message=message)
+            return aiohttp.web.json_response(body)
+        return aiohttp.web.json_response(response)

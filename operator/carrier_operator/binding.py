@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from carrier_sidecar.settings import Settings, env_name
+from carrier_sidecar.settings import Settings, env_name, env_names
 
 GROUP = "carrier.amplify.security"
 VERSION = "v1alpha1"
@@ -116,3 +116,71 @@ def settings_hash(env: Mapping[str, str]) -> str:
     """A short, stable digest of rendered env: what the injector records and rollout compares."""
     blob = json.dumps(dict(sorted(env.items())), separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --- the sidecar's pod-level overrides (spec.sidecar.image/resources/env) ---------------------
+# Extra ``CARRIER_*`` variables in ``spec.sidecar.env`` are refused: each setting has one place in
+# the spec, where the schema, the operator and the probes all see it. Other names pass through.
+ENV_PREFIX = "CARRIER_"
+
+
+def check_sidecar_env(spec: Mapping[str, Any]) -> None:
+    """Raise :class:`BindingError` for a ``CARRIER_*`` or duplicated name in ``spec.sidecar.env``."""
+    known = {variable: field for field, variable in env_names()}
+    paths = _field_paths()
+    seen: set[str] = set()
+    for index, item in enumerate(_env_items(spec)):
+        where = f"spec.sidecar.env[{index}]"
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise BindingError(f"{where}: needs a name")
+        if name in seen:
+            raise BindingError(f"{where}: {name} is set twice")
+        seen.add(name)
+        if name.upper().startswith(ENV_PREFIX):
+            field = known.get(name.upper())
+            if field is None:
+                raise BindingError(f"{where}: {name} is not a Carrier setting")
+            raise BindingError(
+                f"{where}: {name} is a Carrier setting: set spec.{paths.get(field, field)} "
+                "instead, so the operator validates it and the probes follow it"
+            )
+
+
+def validate_spec(spec: Mapping[str, Any]) -> Settings:
+    """Everything the operator checks beyond the CRD schema; raise :class:`BindingError`."""
+    settings = render_settings(spec)
+    check_sidecar_env(spec)
+    return settings
+
+
+def passthrough_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``spec.sidecar.env`` entries for the container as given (non-``CARRIER_*`` names)."""
+    return [
+        dict(item)
+        for item in _env_items(spec)
+        if not str(item.get("name", "")).upper().startswith(ENV_PREFIX)
+    ]
+
+
+def sidecar_hash(spec: Mapping[str, Any]) -> str:
+    """Digest of everything a binding puts into the sidecar container: env, extra env, image,
+    resources. Rollout compares it, so an image bump restarts pods just like a setting change."""
+    blob = {
+        "env": render_env(spec),
+        "extraEnv": passthrough_env(spec),
+        "image": _get(spec, "sidecar.image"),
+        "resources": _get(spec, "sidecar.resources"),
+    }
+    return hashlib.sha256(
+        json.dumps(blob, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()[:16]
+
+
+def _env_items(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = _get(spec, "sidecar.env")
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise BindingError("spec.sidecar.env: must be a list of {name, value} objects")
+    return list(items)

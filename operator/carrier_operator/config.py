@@ -5,7 +5,7 @@ The reconciler and the injector read the same model, so the Helm chart sets each
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,8 +103,9 @@ class OperatorSettings(BaseSettings):
         return f"{self.service_name}.{self.service_namespace}.svc"
 
     @classmethod
-    def load(cls) -> OperatorSettings:
+    def load(cls, **overrides: Any) -> OperatorSettings:
+        """Read the environment; ``overrides`` (e.g. CLI flags) win over it."""
         try:
-            return cls()
+            return cls(**overrides)
         except ValidationError as exc:
             raise OperatorConfigError(describe_error(exc, "CARRIER_OPERATOR_")) from None

@@ -19,6 +19,7 @@ def operator_config() -> OperatorSettings:
         log_format="plain",
         queue_check_interval=0.5,
         liveness_port=free_port(),
+        webhook_port=free_port(),
     )
 
 

@@ -1,0 +1,75 @@
+"""The operator's notebook: what it observed per binding, and the one place status is written.
+
+Writes are serialised per binding and skipped when nothing changed, so the status subresource
+only moves on news (and on every queue check, which stamps ``lastChecked``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .binding import GROUP, PLURAL, VERSION
+from .kubeapi import MERGE_PATCH, KubeAPI, KubeAPIError
+from .status import Observed, now_iso, render
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, binding name)
+
+
+def status_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+
+
+class Book:
+    def __init__(self, api: KubeAPI) -> None:
+        self.api = api
+        self._observed: dict[Key, Observed] = {}
+        self._written: dict[Key, dict[str, Any]] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
+
+    def observed(self, key: Key, status: Mapping[str, Any] | None = None) -> Observed:
+        """The binding's notes, started from its current ``status`` the first time."""
+        obs = self._observed.get(key)
+        if obs is None:
+            obs = self._observed[key] = Observed()
+            if status:
+                obs.seed(status)
+        return obs
+
+    def keys(self) -> list[Key]:
+        return list(self._observed)
+
+    def forget(self, key: Key) -> None:
+        self._observed.pop(key, None)
+        self._written.pop(key, None)
+        self._locks.pop(key, None)
+
+    async def publish(self, key: Key) -> bool:
+        """Write the binding's status if it changed; False if the binding is gone."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            obs = self._observed.get(key)
+            if obs is None:
+                return False
+            status = render(obs, now_iso())
+            if self._written.get(key) == status:
+                return True
+            answer = await self.api.request(
+                "PATCH", status_path(*key), {"status": status}, content_type=MERGE_PATCH
+            )
+            if answer is None:  # 404: deleted meanwhile
+                self.forget(key)
+                return False
+            self._written[key] = status
+            return True
+
+    async def try_publish(self, key: Key) -> None:
+        """Publish, logging (not raising) API failures: the next change or check retries."""
+        try:
+            await self.publish(key)
+        except KubeAPIError as exc:
+            logger.warning("cannot write the status of %s/%s: %s", *key, exc)

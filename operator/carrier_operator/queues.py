@@ -1,0 +1,177 @@
+"""Read a binding's queue depth with aiobotocore, and say plainly why it could not be read.
+
+Credentials come from the operator's own AWS chain (IRSA web identity, env, instance profile):
+the operator checks that *it* can see the queue, which is what a person reading the
+``QueueReachable`` condition needs. Every read is bounded (connect/read timeouts, one retry, an
+overall deadline); every failure becomes a :class:`QueueProbe` with a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore import exceptions as boto
+
+from carrier_sidecar.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEPTH_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidSecurity",
+    "MissingAuthenticationToken",
+    "KMS.AccessDeniedException",
+}
+_REGION_IN_HOST = re.compile(r"(?:^|\.)(?:sqs\.)?([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d)\.")
+
+
+@dataclass(frozen=True)
+class QueueProbe:
+    """One read of a queue: reachable with its depth, or why not (``reason`` is CamelCase)."""
+
+    reachable: bool
+    reason: str
+    message: str
+    url: str | None = None
+    visible: int | None = None
+    in_flight: int | None = None
+    delayed: int | None = None
+
+
+def region_for(settings: Settings) -> str | None:
+    """The spec's region, else the one in an AWS queue URL; None leaves it to the AWS chain."""
+    if settings.sqs_region:
+        return settings.sqs_region
+    if settings.sqs_queue_url:
+        found = _REGION_IN_HOST.search(urlsplit(settings.sqs_queue_url).hostname or "")
+        if found:
+            return found.group(1)
+    return None
+
+
+class QueueReader:
+    """Reads queue attributes; keeps one client per (region, endpoint) for the operator's life."""
+
+    def __init__(self, *, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self._session = get_session()
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[tuple[str | None, str | None], Any] = {}
+        self._lock = asyncio.Lock()
+        self._config = AioConfig(
+            connect_timeout=min(3.0, timeout),
+            read_timeout=timeout,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+
+    async def _client(self, region: str | None, endpoint: str | None) -> Any:
+        key = (region, endpoint)
+        async with self._lock:
+            if key not in self._clients:
+                creator = self._session.create_client(
+                    "sqs", region_name=region, endpoint_url=endpoint, config=self._config
+                )
+                self._clients[key] = await self._stack.enter_async_context(creator)
+            return self._clients[key]
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._clients.clear()
+            await self._stack.aclose()
+
+    async def probe(self, settings: Settings) -> QueueProbe:
+        """The queue's depth, or a probe saying why it could not be read."""
+        where = _where(settings)
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                return await self._read(settings)
+        except boto.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "")) or "Unknown"
+            text = str(error.get("Message", "")) or code
+            if code in _MISSING:
+                return _failed(
+                    "QueueNotFound", f"queue {settings.queue_label} does not exist{where}"
+                )
+            if code in _DENIED:
+                return _failed(
+                    "AccessDenied", f"access denied to {settings.queue_label}{where}: {text}"
+                )
+            return _failed("QueueError", f"{code} reading {settings.queue_label}{where}: {text}")
+        except TimeoutError:
+            return _failed("EndpointUnreachable", f"no answer within {self.timeout * 2:g}s{where}")
+        except (boto.NoCredentialsError, boto.PartialCredentialsError) as exc:
+            return _failed("NoCredentials", f"the operator has no AWS credentials: {exc}")
+        except boto.CredentialRetrievalError as exc:
+            return _failed("NoCredentials", f"cannot get AWS credentials: {exc}")
+        except boto.NoRegionError:
+            return _failed(
+                "NoRegion", "no region: set spec.queue.region or the operator's AWS_REGION"
+            )
+        except (
+            boto.EndpointConnectionError,
+            boto.ConnectTimeoutError,
+            boto.ReadTimeoutError,
+            boto.ConnectionClosedError,
+            aiohttp.ClientError,
+            OSError,
+        ) as exc:
+            return _failed("EndpointUnreachable", f"cannot reach SQS{where}: {exc}")
+        except (boto.BotoCoreError, ValueError) as exc:
+            return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc}")
+
+    async def _read(self, settings: Settings) -> QueueProbe:
+        client = await self._client(region_for(settings), settings.sqs_endpoint)
+        url = settings.sqs_queue_url
+        if url is None:
+            answer = await client.get_queue_url(QueueName=settings.sqs_queue_name)
+            url = str(answer["QueueUrl"])
+        answer = await client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES)
+        )
+        attrs = answer.get("Attributes", {})
+        visible, in_flight, delayed = (int(attrs.get(name, 0)) for name in DEPTH_ATTRIBUTES)
+        return QueueProbe(
+            reachable=True,
+            reason="QueueFound",
+            message=f"queue {settings.queue_label} answers: {visible} visible, "
+            f"{in_flight} in flight, {delayed} delayed",
+            url=url,
+            visible=visible,
+            in_flight=in_flight,
+            delayed=delayed,
+        )
+
+
+def _where(settings: Settings) -> str:
+    parts = []
+    region = region_for(settings)
+    if region:
+        parts.append(f"region {region}")
+    if settings.sqs_endpoint:
+        parts.append(f"endpoint {settings.sqs_endpoint}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _failed(reason: str, message: str) -> QueueProbe:
+    return QueueProbe(reachable=False, reason=reason, message=message)

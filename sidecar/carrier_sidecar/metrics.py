@@ -8,7 +8,7 @@ from colliding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Final, Literal, get_args
 
 from prometheus_client import (
@@ -115,6 +115,14 @@ class Metrics:
             "Webhook deliveries (POSTs) in progress.",
             registry=reg,
         )
+        self._snapshotted: tuple[Counter | Gauge, ...] = (
+            self._received,
+            deliveries,
+            self._deleted,
+            visibility,
+            self._sqs_family,
+            self._in_flight,
+        )
 
     # --- recording (hot path) ----------------------------------------------------------------
     def received(self, count: int) -> None:
@@ -171,7 +179,7 @@ class Metrics:
                     out[short] = sample.value
         return out
 
-    def _families(self) -> Iterable[Metric]:
-        for family in self.registry.collect():
-            if family.name.startswith("carrier_") and family.type in {"counter", "gauge"}:
-                yield family
+    def _families(self) -> Iterator[Metric]:
+        # Only our own metrics: the process collector's /proc reads are for scrapes, not this.
+        for metric in self._snapshotted:
+            yield from metric.collect()

@@ -17,7 +17,7 @@ from typing import Any
 from tests.support.servers import AWS_TEST_ENV, free_port
 
 from . import load, procs
-from .sampler import Sampler, tree_rss_kb
+from .sampler import Sampler, status_kb, tree_rss_kb
 from .sqs_server import SqsServer
 from .webhook import WebhookClient
 
@@ -161,6 +161,8 @@ async def run_once(
                 msg_per_s=(n - 1) / (last - first) if last > first else None,
                 startup_cpu_s=sidecar.cpu_at(first),
                 cpu_ms_per_1000=1e6 * (sidecar.cpu_at(drained) - sidecar.cpu_at(first)) / n,
+                system_cpu_share=(sidecar.cpu_at(drained, True) - sidecar.cpu_at(first, True))
+                / max(1e-9, sidecar.cpu_at(drained) - sidecar.cpu_at(first)),
                 sidecar_cpu_share=(sidecar.cpu_at(drained) - sidecar.cpu_at(first)) / window,
                 peak_rss_mb=sidecar.peak_rss_kb() / 1024,
                 metrics=metrics,
@@ -179,6 +181,9 @@ async def run_once(
                 out["requests_per_msg_by_action"] = {k: v / n for k, v in client_counts.items()}
             await asyncio.sleep(plan.idle_settle)
             out["idle_rss_mb"] = tree_rss_kb(proc.pid) / 1024
+            for key in ("RssAnon", "RssFile"):
+                with contextlib.suppress(OSError):
+                    out[f"idle_{key.lower()}_mb"] = status_kb(proc.pid, key) / 1024
             if cfg.idle_cost and plan.idle_cost_window > 0 and counts is not None:
                 server.reset_counts()
                 began = time.monotonic()

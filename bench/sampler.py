@@ -32,11 +32,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime+stime+cutime+cstime in seconds (fields 14-17 of /proc/PID/stat)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) seconds: utime+cutime, stime+cstime (fields 14-17 of /proc/PID/stat)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rfind(")") + 2 :].split()
-    return sum(int(v) for v in fields[11:15]) / TICK
+    return (int(fields[11]) + int(fields[13])) / TICK, (int(fields[12]) + int(fields[14])) / TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -46,14 +50,16 @@ def status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def tree_cpu(pid: int) -> float:
-    total = cpu_seconds(pid)
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of the process and its live descendants."""
+    user, system = cpu_split(pid)
     for child in _descendants(pid):
         try:
-            total += cpu_seconds(child)
+            u, s = cpu_split(child)
         except OSError:
             continue
-    return total
+        user, system = user + u, system + s
+    return user, system
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -74,6 +80,7 @@ class Sampler:
     every: float = 0.02
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    sys_cpu: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -90,11 +97,12 @@ class Sampler:
 
     def sample(self) -> None:
         try:
-            cpu, rss = tree_cpu(self.pid), tree_rss_kb(self.pid)
+            (user, system), rss = tree_cpu(self.pid), tree_rss_kb(self.pid)
         except OSError:
             return
         self.times.append(time.monotonic())
-        self.cpu.append(cpu)
+        self.cpu.append(user + system)
+        self.sys_cpu.append(system)
         self.rss.append(rss)
 
     def stop(self) -> None:
@@ -102,17 +110,18 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def cpu_at(self, when: float) -> float:
+    def cpu_at(self, when: float, system_only: bool = False) -> float:
         """CPU seconds at monotonic time ``when``, linearly interpolated between samples."""
+        series = self.sys_cpu if system_only else self.cpu
         if not self.times:
             return 0.0
         i = bisect.bisect_left(self.times, when)
         if i <= 0:
-            return self.cpu[0]
+            return series[0]
         if i >= len(self.times):
-            return self.cpu[-1]
+            return series[-1]
         t0, t1 = self.times[i - 1], self.times[i]
-        c0, c1 = self.cpu[i - 1], self.cpu[i]
+        c0, c1 = series[i - 1], series[i]
         return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
 
     def peak_rss_kb(self) -> int:

@@ -24,7 +24,7 @@ from .liveness import Liveness
 from .metrics import Metrics
 from .probes import ProbeServer
 from .receiver import receive_loop
-from .settings import Settings
+from .settings import ConfigError, Settings, env_name
 from .sqs import SqsPort
 from .transmitter import Transmitter, open_session
 
@@ -72,7 +72,12 @@ async def run(
     try:
         await port.open()
         if probe is not None:
-            await probe.start()
+            try:
+                await probe.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{env_name('http_addr')}: cannot listen on {settings.http_addr}: {exc.strerror}"
+                ) from None
             if on_probe_port is not None:
                 on_probe_port(probe.port)
         if not await _until_stopped(port.resolve(), stop):

@@ -79,11 +79,28 @@ def endpoint_for(settings: Settings) -> str | None:
 
 
 def error_code(exc: BaseException) -> str | None:
+    """The AWS error code; servers that answer the JSON protocol in XML (moto) are read too."""
+    error = _error(exc)
+    if error is None:
+        return None
+    code = str(error.get("Code") or "")
+    if not code or code.isdigit():
+        found = _XML_CODE.search(str(error.get("Message") or ""))
+        if found:
+            return found.group(1)
+    return code or None
+
+
+def _error(exc: BaseException) -> dict[str, Any] | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
+        error = response.get("Error")
+        return error if isinstance(error, dict) else {}
     return None
+
+
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 
 
 class SqsPort:
@@ -251,11 +268,12 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        text = str(response.get("Error", {}).get("Message") or "")
-        return " ".join(text.split())[:200]
-    return _short(exc)
+    error = _error(exc)
+    if error is None:
+        return _short(exc)
+    text = str(error.get("Message") or "")
+    found = _XML_MESSAGE.search(text)
+    return " ".join((found.group(1) if found else text).split())[:200]
 
 
 def _short(exc: BaseException) -> str:

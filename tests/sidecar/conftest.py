@@ -123,3 +123,61 @@ def process_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 __all__ = ["depth", "drained", "env_for", "eventually", "in_process", "make_queue", "process_env"]
+
+
+@dataclass
+class SidecarProcess:
+    """The real ``carrier-sidecar`` process; its stdout lines are collected as they come."""
+
+    proc: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, command: list[str], env: Mapping[str, str]) -> SidecarProcess:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            env=process_env(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self = cls(proc)
+        self.reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    async def wait(self, timeout: float) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self.reader is not None:
+            await asyncio.wait_for(self.reader, 5)
+        return code
+
+    async def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return (await asyncio.wait_for(self.proc.stderr.read(), 5)).decode(errors="replace")
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+@contextlib.asynccontextmanager
+async def sidecar_process(
+    command: list[str], env: Mapping[str, str]
+) -> AsyncIterator[SidecarProcess]:
+    process = await SidecarProcess.start(command, env)
+    try:
+        yield process
+    finally:
+        await process.kill()

@@ -1,0 +1,377 @@
+"""The CarrierBinding CRD, generated from the sidecar's :class:`Settings` (one source of truth).
+
+Every settings leaf of ``spec`` — its type, default, bounds, enum and description — comes from
+the field that declares its ``binding`` path; only the pod-level keys (``binding.POD_KEYS``),
+the loopback shorthands (``webhook.port/path``, ``healthCheck.port/path``) and the status are
+written here. ``crds/carrierbinding.yaml`` is this module's output, and a test keeps them equal::
+
+    python -m carrier_operator.crd > crds/carrierbinding.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic.fields import FieldInfo
+
+from carrier_sidecar.durations import format_duration
+from carrier_sidecar.settings import Settings, env_name, render_value
+
+from .binding import GROUP, KIND, PLURAL, VERSION, binding_paths
+
+# Go durations ("1m30s", "500ms") or plain seconds ("90", "1.5"), as the sidecar parses them.
+DURATION_PATTERN = (
+    r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$|^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"
+)
+URL_PATTERN = r"^https?://[^/?#\s]+([/?#]\S*)?$"
+# Fields whose default stays out of the schema because a cross-field rule needs to see whether
+# the user set them (webhook.url vs webhook.port).
+NO_SCHEMA_DEFAULT = frozenset({"webhook.url"})
+SECTION_DOCS = {
+    "queue": "The SQS queue to deliver from: its name or URL, region and optional endpoint.",
+    "webhook": "Where each message is POSTed: a port and path on the pod's own loopback, or a URL.",
+    "delivery": "How messages are received, delivered, retried and drained.",
+    "healthCheck": "Optional health gate: a path (and port) on the pod's loopback, or a URL.",
+    "sidecar": "The injected sidecar container: image, resources, logging and extra env.",
+}
+
+
+def is_duration(name: str) -> bool:
+    """Whether a setting is a duration (it renders seconds in Go syntax)."""
+    return render_value(name, 1.0) == format_duration(1.0)
+
+
+def _base_annotation(info: FieldInfo) -> Any:
+    annotation = info.annotation
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = args[0]
+    while get_origin(annotation) is typing.Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def bounds(info: FieldInfo) -> dict[str, Any]:
+    """OpenAPI bounds from the field's constraints (ge/le/gt/lt, min_length)."""
+    found: dict[str, Any] = {}
+    for item in info.metadata:
+        if getattr(item, "ge", None) is not None:
+            found["minimum"] = item.ge
+        if getattr(item, "gt", None) is not None:
+            found["minimum"] = item.gt
+            found["exclusiveMinimum"] = True
+        if getattr(item, "le", None) is not None:
+            found["maximum"] = item.le
+        if getattr(item, "lt", None) is not None:
+            found["maximum"] = item.lt
+            found["exclusiveMaximum"] = True
+        if getattr(item, "min_length", None) is not None:
+            found["minLength"] = item.min_length
+    return {key: _number(value) for key, value in found.items()}
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def setting_schema(path: str, name: str) -> dict[str, Any]:
+    """The OpenAPI schema of one settings leaf."""
+    info = Settings.model_fields[name]
+    description = f"{info.description or ''} ({env_name(name)})".strip()
+    schema: dict[str, Any] = {"description": description}
+    limits = bounds(info)
+    annotation = _base_annotation(info)
+    if is_duration(name):
+        schema["x-kubernetes-int-or-string"] = True
+        schema["anyOf"] = [
+            {"type": "integer", **limits},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ]
+        schema["description"] += ". A Go duration (60s, 1m30s, 500ms) or whole seconds."
+    elif get_origin(annotation) is Literal:
+        schema["type"] = "string"
+        schema["enum"] = list(get_args(annotation))
+    elif annotation is bool:
+        schema["type"] = "boolean"
+    elif annotation is int:
+        schema["type"] = "integer"
+        schema.update(limits)
+    else:
+        schema["type"] = "string"
+        schema.update(limits)
+        if name.endswith(("_endpoint", "_url")):
+            schema["pattern"] = URL_PATTERN
+    default = info.default
+    if default is not None and path not in NO_SCHEMA_DEFAULT:
+        schema["default"] = format_duration(float(default)) if is_duration(name) else default
+    return schema
+
+
+def _port(description: str) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": 65535, "description": description}
+
+
+def _quantities() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+        },
+    }
+
+
+def _extra_leaves() -> dict[str, dict[str, Any]]:
+    """Leaves that are not settings: loopback shorthands and the pod-level keys (POD_KEYS)."""
+    return {
+        "webhook.port": _port("The worker's port on the pod's loopback (127.0.0.1)."),
+        "webhook.path": {
+            "type": "string",
+            "pattern": "^/",
+            "description": "Path on that port (default /). Needs webhook.port.",
+        },
+        "healthCheck.port": _port("Port of the health check (default: webhook.port)."),
+        "healthCheck.path": {
+            "type": "string",
+            "pattern": "^/",
+            "description": "Health check path on the pod's loopback.",
+        },
+        "sidecar.image": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Sidecar image (default: the operator's CARRIER_OPERATOR_SIDECAR_IMAGE).",
+        },
+        "sidecar.resources": {
+            "type": "object",
+            "description": "Sidecar container resources (default: the operator's).",
+            "properties": {"limits": _quantities(), "requests": _quantities()},
+        },
+        "sidecar.env": {
+            "type": "array",
+            "description": "Extra env for the sidecar container (e.g. AWS_*). CARRIER_* names "
+            "are refused: each setting has its own field in this spec.",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "maxItems": 64,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "value": {"type": "string"},
+                    "valueFrom": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "description": "As in a container's env (secretKeyRef, ...).",
+                    },
+                },
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "!(has(self.value) && has(self.valueFrom))",
+                        "message": "set value or valueFrom, not both",
+                    }
+                ],
+            },
+        },
+        "rolloutOnChange": {
+            "type": "boolean",
+            "default": False,
+            "description": "Restart the Deployments/StatefulSets whose pod template carries this "
+            "binding's label when the rendered sidecar changes.",
+        },
+    }
+
+
+SECTION_RULES: dict[str, list[dict[str, str]]] = {
+    "queue": [
+        {
+            "rule": "has(self.name) != has(self.url)",
+            "message": "set exactly one of queue.name and queue.url",
+        }
+    ],
+    "webhook": [
+        {
+            "rule": "!(has(self.port) && has(self.url))",
+            "message": "set webhook.port (with path) or webhook.url, not both",
+        },
+        {"rule": "!has(self.path) || has(self.port)", "message": "webhook.path needs webhook.port"},
+    ],
+    "healthCheck": [
+        {
+            "rule": "!(has(self.path) && has(self.url))",
+            "message": "set healthCheck.path (and port) or healthCheck.url, not both",
+        },
+        {
+            "rule": "!has(self.port) || has(self.path)",
+            "message": "healthCheck.port needs healthCheck.path",
+        },
+    ],
+}
+
+
+def spec_schema() -> dict[str, Any]:
+    leaves = {path: setting_schema(path, name) for path, name in binding_paths().items()}
+    leaves.update(_extra_leaves())
+    properties: dict[str, Any] = {}
+    for path, schema in leaves.items():
+        section, _, leaf = path.partition(".")
+        if not leaf:
+            properties[section] = schema
+            continue
+        node = properties.setdefault(
+            section,
+            {"type": "object", "description": SECTION_DOCS.get(section, ""), "properties": {}},
+        )
+        node["properties"][leaf] = schema
+    for section, rules in SECTION_RULES.items():
+        properties[section]["x-kubernetes-validations"] = rules
+    for section in ("delivery", "healthCheck", "sidecar", "webhook"):
+        properties[section]["default"] = {}  # so the leaves' defaults apply
+    return {
+        "type": "object",
+        "description": "A queue, the webhook its messages go to, and how: pods opt in with the "
+        f"label {GROUP}/binding=<name>.",
+        "required": ["queue"],
+        "properties": properties,
+    }
+
+
+def _condition() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+    }
+
+
+def status_schema() -> dict[str, Any]:
+    count = {"type": "integer", "format": "int64", "minimum": 0}
+    return {
+        "type": "object",
+        "description": "Written by the operator.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "conditions": {
+                "type": "array",
+                "description": "Ready (spec valid and queue reachable) and QueueReachable.",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": _condition(),
+            },
+            "queue": {"type": "string", "description": "The queue's name or URL, as given."},
+            "queueUrl": {"type": "string", "description": "The URL the queue resolved to."},
+            "webhook": {"type": "string", "description": "The webhook, as given."},
+            "queueDepth": {
+                "type": "object",
+                "description": "Approximate message counts at lastChecked.",
+                "properties": {"visible": count, "inFlight": count, "delayed": count},
+            },
+            "boundPods": {**count, "description": "Live pods labelled with this binding."},
+            "boundPodNames": {
+                "type": "array",
+                "description": "Up to 20 of them, sorted.",
+                "items": {"type": "string"},
+            },
+            "lastChecked": {"type": "string", "format": "date-time"},
+            "settingsHash": {
+                "type": "string",
+                "description": "Digest of the rendered CARRIER_* env.",
+            },
+            "sidecarHash": {
+                "type": "string",
+                "description": "Digest of the whole sidecar (env, extra env, image, resources): "
+                "what rolloutOnChange compares.",
+            },
+            "renderedEnvCount": {**count, "description": "CARRIER_* variables rendered."},
+        },
+    }
+
+
+PRINTER_COLUMNS = [
+    {"name": "Queue", "type": "string", "jsonPath": ".status.queue"},
+    {"name": "Webhook", "type": "string", "jsonPath": ".status.webhook"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Pods", "type": "integer", "jsonPath": ".status.boundPods"},
+    {"name": "Depth", "type": "integer", "jsonPath": ".status.queueDepth.visible"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+]
+
+
+def build_crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["cb"],
+                "categories": ["carrier"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Deliver an SQS queue's messages to a webhook in the "
+                            "pods that opt in.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `python -m carrier_operator.crd` from the sidecar's settings model.\n"
+
+
+def render_yaml() -> str:
+    import yaml
+
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, allow_unicode=True, width=100)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_yaml())

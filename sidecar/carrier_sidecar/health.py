@@ -19,9 +19,8 @@ from .settings import Settings
 
 log = logging.getLogger("carrier.health")
 
-# While waiting for the first success, check fast and back off gently: a worker that starts in
-# two seconds is seen within about a quarter of a second, one that takes minutes costs one GET
-# every few seconds.
+# While waiting for the first success, check fast and back off gently: a worker is seen at most
+# min(interval, 5s) after it comes up, and one that takes minutes costs one GET every 5s.
 FIRST_DELAY: Final = 0.25
 MAX_START_DELAY: Final = 5.0
 

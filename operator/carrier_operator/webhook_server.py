@@ -94,8 +94,19 @@ def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ReviewError(f"request.{key} must be an object")
         meta = value.get("metadata")
-        if meta is not None and not isinstance(meta, dict):
+        if meta is None:
+            continue
+        if not isinstance(meta, dict):
             raise ReviewError(f"request.{key}.metadata must be an object")
+        for field in ("name", "namespace", "uid", "generateName", "resourceVersion"):
+            if meta.get(field) is not None and not isinstance(meta[field], str):
+                raise ReviewError(f"request.{key}.metadata.{field} must be a string")
+        for field in ("labels", "annotations"):
+            pairs = meta.get(field)
+            if pairs is not None and not (
+                isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
+            ):
+                raise ReviewError(f"request.{key}.metadata.{field} must map strings to strings")
     namespace = request.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise ReviewError("request.namespace must be a string")

@@ -84,7 +84,23 @@ def render(obs: Observed, now: str) -> dict[str, Any]:
     return status
 
 
+def _still_valid(previous: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """Conditions from before a restart, while the first queue check is pending: nothing new is
+    known, so they stand (an InvalidSpec verdict does not: the spec was just found valid)."""
+    kinds = {c.get("type"): c for c in previous}
+    if READY not in kinds or QUEUE_REACHABLE not in kinds:
+        return None
+    if kinds[QUEUE_REACHABLE].get("reason") in {"InvalidSpec", "Pending"}:
+        return None
+    return [dict(kinds[READY]), dict(kinds[QUEUE_REACHABLE])]
+
+
 def _conditions(obs: Observed, now: str) -> list[dict[str, Any]]:
+    if obs.spec_error is None and obs.probe is None:
+        kept = _still_valid(obs.conditions)
+        if kept is not None:
+            obs.conditions = kept
+            return kept
     if obs.spec_error is not None:
         reachable = ("Unknown", "InvalidSpec", "not checked: the spec is invalid")
         ready = ("False", "InvalidSpec", obs.spec_error)

@@ -97,6 +97,22 @@ for _info in RESOURCES.values():
     _info.verbs = set(_VERBS)
 
 
+class _Emulator(kmock.KubernetesEmulator):
+    """kmock plus what the API server does on create: ``generateName`` (kopf names its Events
+    that way) and a ``resourceVersion``/``uid`` for objects the code under test creates."""
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        data = request.data
+        if request.action == kmock.action.CREATE and isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            if isinstance(meta, dict):
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+                meta.setdefault("resourceVersion", "1")
+                meta.setdefault("uid", str(uuid.uuid4()))
+        return await super()._handle(request)
+
+
 def _path(resource: str, namespace: str | None, name: str | None = None) -> str:
     group_version, plural = resource.rsplit("/", 1)
     base = f"/api/{group_version}" if group_version == "v1" else f"/apis/{group_version}"
@@ -114,7 +130,7 @@ def _api_version(resource: str) -> str:
 class FakeKube:
     """A running kmock Kubernetes emulator plus a kubeconfig pointing at it."""
 
-    mock: kmock.KubernetesEmulator
+    mock: _Emulator
     kubeconfig: Path = KUBECONFIG
     _counter: int = field(default=0)
 
@@ -281,7 +297,7 @@ def _write_kubeconfig(path: Path, server: str) -> None:
 @contextlib.asynccontextmanager
 async def fake_kube(namespaces: tuple[str, ...] = ("default",)) -> AsyncIterator[FakeKube]:
     """Start kmock on loopback with every resource declared; write the kubeconfig for it."""
-    mock = kmock.KubernetesEmulator()
+    mock = _Emulator()
     for key, info in RESOURCES.items():
         mock.resources[key] = info
     async with mock, kmock.Server(mock):

@@ -1,0 +1,206 @@
+"""End to end on kind: the chart, the injector, the sidecar and the operator against in-cluster SQS.
+
+One story, in order: messages sent to a queue reach a labelled worker through the injected
+sidecar and the queue drains; a binding change rolls the worker out with the new settings; a
+pod deleted with messages in flight loses none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.support.pss import violations
+
+from .conftest import APP_NS, AWS_DUMMY, RESTRICTED, TAG, worker_source
+from .kube import Kube, poll
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+BINDING = "orders"
+QUEUE = "e2e-orders"
+RECORDS = "e2e-received"
+LABEL = "carrier.amplify.security/binding"
+
+
+@pytest.fixture(scope="module")
+def worker(kube: Kube, sqs: Any, sqs_endpoint: str) -> str:
+    """Queues, a CarrierBinding (Ready), and a labelled worker Deployment with its sidecar."""
+    for name in (QUEUE, RECORDS):
+        sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "10"})
+    kube.apply(_binding(sqs_endpoint, batch_size=10), *_worker(sqs_endpoint))
+    poll(lambda: _ready(kube), timeout=120, what="the binding to be Ready")
+    kube("-n", APP_NS, "rollout", "status", "deployment/worker", "--timeout=180s", timeout=200)
+    return "worker"
+
+
+def test_injected_pod_runs_the_sidecar_under_restricted_pss(kube: Kube, worker: str) -> None:
+    pod = _worker_pods(kube)[0]
+    containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    (sidecar,) = [c for c in containers if c["name"] == "carrier"]
+    assert sidecar["image"] == f"carrier-sidecar:{TAG}"
+    env = {e["name"]: e.get("value") for e in sidecar.get("env", [])}
+    assert env["CARRIER_SQS_QUEUE_NAME"] == QUEUE
+    assert violations(pod["spec"]) == []  # and the namespace enforces it for real
+
+
+def test_messages_arrive_and_the_queue_drains(sqs: Any, worker: str) -> None:
+    ids = _send(sqs, 30)
+    _expect_delivered(sqs, ids, timeout=180)
+
+
+def test_binding_change_rolls_the_worker_out(
+    kube: Kube, sqs: Any, worker: str, sqs_endpoint: str
+) -> None:
+    before = {p["metadata"]["name"] for p in _worker_pods(kube)}
+    kube.apply(_binding(sqs_endpoint, batch_size=5))
+
+    def rolled() -> bool:
+        pods = _worker_pods(kube)
+        return bool(pods) and all(
+            p["metadata"]["name"] not in before
+            and _sidecar_env(p).get("CARRIER_SQS_BATCH_SIZE") == "5"
+            and p["status"].get("phase") == "Running"
+            for p in pods
+        )
+
+    poll(rolled, timeout=240, what="the worker to roll out with batchSize 5")
+    _expect_delivered(sqs, _send(sqs, 10), timeout=180)
+
+
+def test_pod_deletion_with_messages_in_flight_loses_nothing(
+    kube: Kube, sqs: Any, worker: str
+) -> None:
+    ids = _send(sqs, 12, sleep=3)
+    url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    poll(
+        lambda: int(_attributes(sqs, url)["ApproximateNumberOfMessagesNotVisible"]) > 0,
+        timeout=60,
+        what="messages in flight",
+        every=0.5,
+    )
+    pod = _worker_pods(kube)[0]["metadata"]["name"]
+    kube("-n", APP_NS, "delete", "pod", pod, "--wait=false")
+    _expect_delivered(sqs, ids, timeout=300)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _binding(endpoint: str, *, batch_size: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "carrier.amplify.security/v1alpha1",
+        "kind": "CarrierBinding",
+        "metadata": {"name": BINDING, "namespace": APP_NS},
+        "spec": {
+            "queue": {"name": QUEUE, "endpoint": endpoint, "region": "us-east-1"},
+            "delivery": {"batchSize": batch_size, "shutdownTimeout": "20s"},
+            "webhook": {"port": 8080, "path": "/"},
+            "sidecar": {"env": AWS_DUMMY},
+            "rolloutOnChange": True,
+        },
+    }
+
+
+def _worker(endpoint: str) -> list[dict[str, Any]]:
+    labels = {"app": "worker", LABEL: BINDING}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "worker", "namespace": APP_NS},
+            "data": {"worker.py": worker_source()},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "worker", "namespace": APP_NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "worker"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 40,
+                        "containers": [
+                            {
+                                "name": "worker",
+                                # Any Python with botocore will do: reuse the sidecar image.
+                                "image": f"carrier-sidecar:{TAG}",
+                                "imagePullPolicy": "Never",
+                                "command": ["python", "/app/worker.py"],
+                                "env": [{"name": "SQS_ENDPOINT", "value": endpoint}, *AWS_DUMMY],
+                                "volumeMounts": [{"name": "app", "mountPath": "/app"}],
+                                "securityContext": {**RESTRICTED, "readOnlyRootFilesystem": True},
+                            }
+                        ],
+                        "volumes": [{"name": "app", "configMap": {"name": "worker"}}],
+                    },
+                },
+            },
+        },
+    ]
+
+
+def _ready(kube: Kube) -> bool:
+    binding = kube.get("-n", APP_NS, "carrierbinding", BINDING)
+    conditions = binding.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _worker_pods(kube: Kube) -> list[dict[str, Any]]:
+    pods = kube.get("-n", APP_NS, "pods", "-l", "app=worker")["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def _sidecar_env(pod: dict[str, Any]) -> dict[str, str]:
+    containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    for container in containers:
+        if container["name"] == "carrier":
+            return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+    return {}
+
+
+def _send(sqs: Any, count: int, sleep: float = 0) -> set[str]:
+    url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    ids = {uuid.uuid4().hex for _ in range(count)}
+    batch = list(ids)
+    for start in range(0, len(batch), 10):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps({"id": m, "sleep": sleep})}
+            for i, m in enumerate(batch[start : start + 10])
+        ]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+    return ids
+
+
+def _attributes(sqs: Any, url: str) -> dict[str, str]:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
+
+
+def _expect_delivered(sqs: Any, ids: set[str], timeout: float) -> None:
+    """Every id recorded by a worker at least once, then the queue empty (nothing invisible)."""
+    records = sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
+    seen: set[str] = set()
+
+    def drained_records() -> bool:
+        answer = sqs.receive_message(QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in answer.get("Messages", []):
+            seen.add(json.loads(message["Body"])["id"])
+            sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
+        return ids <= seen
+
+    poll(drained_records, timeout=timeout, what=f"{len(ids - seen)} messages to arrive", every=0.2)
+    url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    poll(
+        lambda: (
+            _attributes(sqs, url)
+            == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+        ),
+        timeout=60,
+        what="the queue to drain",
+    )

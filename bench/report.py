@@ -249,8 +249,48 @@ def render(result: dict[str, Any], keep: str) -> str:
     ]
     for key, entry in result.get("configs", {}).items():
         out += [f"## {entry['label']} (`{key}`)", "", *config_table(entry), ""]
-    out += [keep, ""]
+    out += [METHOD, "", keep, ""]
     return "\n".join(out)
+
+
+METHOD = """## How it is measured
+
+- **SQS server**: fauxqs 1.x (npm, Node 20), started by `bench/fauxqs_loopback.mjs`, which forces
+  every `listen()` onto 127.0.0.1 (fauxqs itself binds 0.0.0.0) and counts requests inside the
+  server by `X-Amz-Target` action (and empty ReceiveMessage answers). That costs a few map
+  increments per request instead of a proxy hop, and counts any sidecar the same way (the Go
+  Carrier too). The harness's own calls carry `carrier-bench-harness` in their User-Agent and are
+  counted apart. Without node/npm the harness falls back to moto with 200 messages (moto costs
+  O(queue depth) per call) and says so. The sidecar's own `carrier_sqs_requests_total` is scraped
+  too and kept in the raw JSON as a cross-check.
+- **Webhook receiver** (`bench/webhook.py`): a bare `asyncio.Protocol` on uvloop in its own
+  process: HTTP/1.1 keep-alive, parses the request line, Content-Length and the JSON body
+  (`{"id": n, "sent": t}`), answers `200` with no body. Chosen over aiohttp (several times the
+  per-request CPU) and nginx (cannot count ids or delay selected replies without a module). Its
+  ceiling is measured above; during the runs it used a few % of a core.
+- **Runs**: a fresh queue per run, preloaded by 8 concurrent SendMessageBatch tasks with unique
+  ids; then the sidecar starts (so start-up is excluded from the per-message figures and
+  reported apart). The measured window runs from the first POST to the moment the queue reports
+  0 messages (visible + in flight + delayed) after every id arrived, i.e. deletes included.
+  Throughput = messages / (last POST - first POST).
+- **CPU**: `/proc/<pid>/stat` utime+stime+cutime+cstime of the sidecar (and any live
+  descendants), sampled every 20 ms and interpolated at the window's ends; per 1 000 messages.
+- **Memory**: peak = max of sampled VmRSS and the kernel's VmHWM (start-up included); idle =
+  VmRSS after 5 s on the drained queue, split into anonymous and file-backed pages.
+- **SQS cost**: requests per message counted at the server for the whole run (GetQueueUrl and
+  GetQueueAttributes at start-up included). Idle cost: ReceiveMessage calls counted over 60 s
+  (`--quick`: 20 s, extrapolated to a minute) on the drained queue, per receiver.
+- **Latency**: after the idle phase, 50 messages (`--quick`: 15) sent one at a time, each
+  0.05 to 0.2 s after the previous was delivered (so the receivers sit in their long poll); the
+  receiver computes `now - sent` (same host clock).
+- **Mixed-latency webhook**: every 20th id (5 %) is answered after 500 ms, the rest at once;
+  N/4 messages (the slow replies dominate its duration).
+- Another sidecar runs through the same harness with `--sidecar-cmd "..."` and the same
+  `CARRIER_*` environment plus `AWS_ACCESS_KEY_ID/SECRET/REGION` (the Go Carrier needs
+  `CARRIER_SQS_ENDPOINT` and `CARRIER_SQS_QUEUE_NAME`, both set). `--sidecar-cmd standin` runs
+  `bench/standin.py`, a naive Go-shaped Python loop (waits for its whole batch) kept as a
+  reference for head-of-line behaviour.
+- Raw figures of every run: `bench/results/<time>.json` (not committed); sidecar logs beside them."""
 
 
 DEFAULT_KEEP = """<!-- keep:start -->

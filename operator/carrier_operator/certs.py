@@ -332,10 +332,11 @@ class SelfSigned(CertSource):
         return material
 
     async def refresh(self) -> CertMaterial | None:
+        before = self._current
         material = await self._ensure()
         if material.ca_bundle != self._published_bundle:
             await self.publish_ca_bundle(material.ca_bundle)
-        return None if self._current is not None and material == self._current else material
+        return None if material == before else material
 
     def next_check(self) -> float:
         if self._current is None:

@@ -148,7 +148,8 @@ def test_probes_follow_the_http_addr_and_vanish_when_it_is_off() -> None:
     assert moved["readinessProbe"]["httpGet"]["port"] == 9200
     assert moved["ports"][0]["containerPort"] == 9200
     off = sidecar_container({**SPEC, "sidecar": {"httpAddr": "none"}}, CONFIG, native=False)
-    assert "readinessProbe" not in off and "ports" not in off
+    assert "readinessProbe" not in off
+    assert "ports" not in off
 
 
 def test_sidecar_is_restricted_in_both_modes() -> None:

@@ -50,7 +50,8 @@ def test_remote_webhook_may_not_reach_into_another_namespace(host: str) -> None:
     spec = {"queue": {"name": "q"}, "webhook": {"url": f"http://{host}:8080/"}}
     found = problems(spec, remote=True)
     assert len(found) == 1
-    assert "'team-b'" in found[0] and "own namespace 'team-a'" in found[0]
+    assert "'team-b'" in found[0]
+    assert "own namespace 'team-a'" in found[0]
 
 
 def test_health_check_url_is_held_to_the_same_rule() -> None:

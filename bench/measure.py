@@ -163,6 +163,10 @@ async def run_once(
                 cpu_ms_per_1000=1e6 * (sidecar.cpu_at(drained) - sidecar.cpu_at(first)) / n,
                 system_cpu_share=(sidecar.cpu_at(drained, True) - sidecar.cpu_at(first, True))
                 / max(1e-9, sidecar.cpu_at(drained) - sidecar.cpu_at(first)),
+                run_queue_wait_share=(
+                    sidecar.cpu_at(drained, waited=True) - sidecar.cpu_at(first, waited=True)
+                )
+                / window,
                 sidecar_cpu_share=(sidecar.cpu_at(drained) - sidecar.cpu_at(first)) / window,
                 peak_rss_mb=sidecar.peak_rss_kb() / 1024,
                 metrics=metrics,

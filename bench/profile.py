@@ -44,6 +44,8 @@ def where(frame: str) -> tuple[str, str]:
 
 
 def summarise(path: Path, top: int = 20, idle: bool = False) -> dict[str, list[tuple[str, float]]]:
+    if not path.exists():
+        return {}
     stacks = parse(path)
     total = sum(c for _, c in stacks)
     busy = [(s, c) for s, c in stacks if idle or not IDLE.search(s[-1])]

@@ -171,6 +171,7 @@ ROWS = (
     ("system_cpu_share", "share of that CPU in the kernel (stime)", 2, ""),
     ("startup_cpu_s", "sidecar start-up CPU (s)", 2, ""),
     ("sidecar_cpu_share", "sidecar CPU share while draining (cores)", 2, ""),
+    ("run_queue_wait_share", "sidecar time runnable but waiting for a core (share of wall)", 2, ""),
     ("server_cpu_share", "fauxqs CPU share while draining (cores)", 2, ""),
     ("webhook_cpu_share", "webhook receiver CPU share (cores)", 2, ""),
     ("peak_rss_mb", "peak RSS (MB)", 1, ""),
@@ -208,6 +209,46 @@ def config_table(entry: dict[str, Any]) -> list[str]:
             + " |"
         )
     return lines
+
+
+def profile_section(prof: dict[str, Any] | None) -> list[str]:
+    if not prof or not prof.get("summary"):
+        return []
+    summary, run = prof["summary"], prof["run"]
+    samples = dict(summary.get("samples", []))
+    out = [
+        "## Profile (py-spy, batch 10 / 1 / 10)",
+        "",
+        f"An extra run under `py-spy record -r 100 -f raw` (not in the medians above: sampling pauses "
+        f"the process): {fmt(run.get('msg_per_s'))} msg/s, {fmt(run.get('cpu_ms_per_1000'))} ms CPU per "
+        f"1 000 messages, {fmt(samples.get('busy'))} busy samples. Summarise again with "
+        f"`python -m bench.profile {prof['file']}`.",
+        "",
+        "py-spy samples wall-clock time of a thread that is not asleep: on these 2 shared cores a",
+        "`write()` to a loopback socket wakes the peer (fauxqs or the receiver), which often takes the",
+        'core at once, so the sidecar is counted "in" `_writelines` while it merely waits for a core;',
+        "the kernel's real share of the sidecar's CPU is the stime line in the tables above. The",
+        "last column therefore spreads the Python-level work only.",
+        "",
+        "| where the busy samples are | % of samples | % of Python-level work |",
+        "|---|---|---|",
+    ]
+    buckets = summary.get("buckets", [])
+    python_work = sum(v for n, v in buckets if not n.startswith(("socket writes", "event loop")))
+    for name, share in buckets:
+        own = (
+            ""
+            if name.startswith(("socket writes", "event loop"))
+            else f"{100 * share / python_work:.1f}"
+        )
+        out.append(f"| {name} | {share:.1f} | {own} |")
+    out += ["", "| top functions by own time | % |", "|---|---|"]
+    out += [f"| `{name}` | {share:.1f} |" for name, share in summary.get("self", [])[:12]]
+    out += ["", "| top functions by inclusive time (below the event loop) | % |", "|---|---|"]
+    skip = ("<module>", "Runner.run", "run (uvloop", "_run_loop", "main (")
+    rows = [(n, v) for n, v in summary.get("inclusive", []) if not n.startswith(skip)]
+    out += [f"| `{name}` | {share:.1f} |" for name, share in rows[:12]]
+    return [*out, ""]
 
 
 def render(result: dict[str, Any], keep: str) -> str:
@@ -249,6 +290,7 @@ def render(result: dict[str, Any], keep: str) -> str:
     ]
     for key, entry in result.get("configs", {}).items():
         out += [f"## {entry['label']} (`{key}`)", "", *config_table(entry), ""]
+    out += profile_section(result.get("profile"))
     out += [METHOD, "", keep, ""]
     return "\n".join(out)
 

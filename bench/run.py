@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.support.servers import free_port
 
-from . import load, procs, report, sqs_server
+from . import load, procs, profile, report, sqs_server
 from .measure import CONFIGS, Plan, run_once
 from .webhook import WebhookClient
 
@@ -54,7 +54,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--profile",
         type=Path,
-        help="attach py-spy to the first b10-r1-w10 run; collapsed stacks here",
+        help="an extra b10-r1-w10 run under py-spy (not in the medians); collapsed stacks here",
     )
     ap.add_argument("--latency-samples", type=int)
     ap.add_argument(
@@ -176,12 +176,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["server_ceiling"] = await load.server_ceiling(server.endpoint, n, server.pid)
         configs = [c for c in CONFIGS if not args.only or c.key in args.only]
         result["configs"] = {c.key: {"label": c.label, "runs": []} for c in configs}
-        profiled = False
+        if args.profile:
+            result["profile"] = await profile_run(plan, server, hook, hook_proc.pid, args.profile)
         for cfg in configs:
             for k in range(runs):
-                plan.profile = None
-                if args.profile and cfg.key == "b10-r1-w10" and not profiled:
-                    plan.profile, profiled = args.profile, True
                 began = time.monotonic()
                 one = await run_once(cfg, plan, server, hook, hook_proc.pid, f"{cfg.key}-{k}")
                 one["wall_s"] = time.monotonic() - began
@@ -192,6 +190,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     result["machine"]["loadavg_end"] = os.getloadavg()
     return result
+
+
+async def profile_run(
+    plan: Plan, server: sqs_server.SqsServer, hook: WebhookClient, hook_pid: int, out: Path
+) -> dict[str, Any]:
+    """An extra batch 10 / 1 / 10 run under py-spy, kept out of the medians (sampling slows it)."""
+    cfg = next(c for c in CONFIGS if c.key == "b10-r1-w10")
+    plan.profile = out
+    try:
+        one = await run_once(cfg, plan, server, hook, hook_pid, "profile")
+    finally:
+        plan.profile = None
+    print(report.one_line("profile", 0, one), flush=True)
+    summary = await asyncio.to_thread(profile.summarise, out, 15)
+    return {"file": str(out), "run": one, "summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:

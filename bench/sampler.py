@@ -43,6 +43,14 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the main thread spent runnable but not running (/proc/PID/schedstat, 2nd field)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -81,6 +89,7 @@ class Sampler:
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     sys_cpu: list[float] = field(default_factory=list)
+    waited: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -103,6 +112,7 @@ class Sampler:
         self.times.append(time.monotonic())
         self.cpu.append(user + system)
         self.sys_cpu.append(system)
+        self.waited.append(run_queue_wait(self.pid))
         self.rss.append(rss)
 
     def stop(self) -> None:
@@ -110,9 +120,10 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def cpu_at(self, when: float, system_only: bool = False) -> float:
-        """CPU seconds at monotonic time ``when``, linearly interpolated between samples."""
-        series = self.sys_cpu if system_only else self.cpu
+    def cpu_at(self, when: float, system_only: bool = False, waited: bool = False) -> float:
+        """CPU seconds at monotonic time ``when``, linearly interpolated between samples
+        (``waited``: seconds spent runnable but waiting for a core instead)."""
+        series = self.waited if waited else self.sys_cpu if system_only else self.cpu
         if not self.times:
             return 0.0
         i = bisect.bisect_left(self.times, when)

@@ -194,3 +194,27 @@ def test_deployment_env_is_a_valid_operator_configuration(helm: str) -> None:
 
 # Env the chart sets ahead of the operator reading it (see docs/packaging.md).
 _PENDING = {"CARRIER_OPERATOR_PEERING_NAME"}
+
+
+def test_notes_tell_the_next_step_with_a_valid_binding() -> None:
+    """NOTES.txt (rendered by Helm 4's offline dry run) shows a binding the CRD and operator accept."""
+    import jsonschema
+
+    from carrier_operator.binding import BINDING_LABEL, render_settings
+
+    from .helm import helm_binary
+
+    helm = helm_binary(4)
+    if helm is None:
+        pytest.skip("helm4 not found: run `make tools`")
+    done = run_helm(helm, "install", "carrier", str(CHART), "-n", NAMESPACE, "--dry-run=client")
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout.split("NOTES:", 1)[1]
+    assert BINDING_LABEL in notes
+    example = notes.split("<<'YAML'", 1)[1].split("YAML", 1)[0]
+    binding = yaml.safe_load("\n".join(line.removeprefix("   ") for line in example.splitlines()))
+    render_settings(binding["spec"])  # raises BindingError naming the field if invalid
+    crd = CHART / "crds" / "carrierbinding.yaml"
+    if crd.exists():
+        schema = yaml.safe_load(crd.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        jsonschema.Draft4Validator(schema).validate(binding)  # OpenAPI v3 = draft 4 bounds

@@ -21,6 +21,8 @@ from .status import now_iso
 
 logger = logging.getLogger(__name__)
 
+RECOUNT_EVERY = 5.0  # seconds: bound pods are recounted (in memory) at least this often
+
 
 def _values(index: Mapping[Any, Any], key: Key) -> list[Any]:
     try:
@@ -48,11 +50,13 @@ class Checker:
         self.bindings = bindings  # kopf index: (namespace, name) -> [{"spec", "status", ...}]
         self.pods = pods  # kopf index: (namespace, binding) -> [pod name, ...]
         self.interval = interval
+        self.recount_every = min(interval, RECOUNT_EVERY)
         self._due: dict[Key, float] = {}
         self._pods_dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
+        self._next_recount = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="carrier queue checker")
@@ -82,9 +86,8 @@ class Checker:
                 await self._round(loop.time())
             except Exception:  # never let one bad round end the checking
                 logger.exception("queue check round failed")
-            delay = max(
-                0.0, min(self._due.values(), default=loop.time() + self.interval) - loop.time()
-            )
+            next_check = min(self._due.values(), default=loop.time() + self.interval)
+            delay = max(0.0, min(next_check - loop.time(), self.recount_every))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
@@ -97,6 +100,9 @@ class Checker:
         due = [key for key in present if self._due.get(key, 0.0) <= now]
         for key in due:
             self._due[key] = now + self.interval
+        if now >= self._next_recount:  # catches pods that left the index without an event
+            self._pods_dirty |= present
+            self._next_recount = now + self.recount_every
         pods_only = (self._pods_dirty & present) - set(due)
         self._pods_dirty.clear()
         await asyncio.gather(

@@ -139,6 +139,9 @@ class QueueReader:
             return _failed("EndpointUnreachable", f"cannot reach SQS{where}: {exc}")
         except (boto.BotoCoreError, ValueError) as exc:
             return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc}")
+        except Exception as exc:  # a condition, never a crash: but say it was unexpected
+            logger.exception("unexpected error reading %s", settings.queue_label)
+            return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc!r}")
 
     async def _read(self, settings: Settings) -> QueueProbe:
         client = await self._client(region_for(settings), settings.sqs_endpoint)

@@ -86,19 +86,20 @@ def index_pod(
     labels: Mapping[str, str],
     status: Mapping[str, Any],
     meta: Mapping[str, Any],
+    memo: Any,
     **_: Any,
 ) -> dict[tuple[str, str], str] | None:
-    """Live pods that opted into a binding (by label), keyed by (namespace, binding)."""
-    if status.get("phase") in {"Succeeded", "Failed"} or meta.get("deletionTimestamp"):
-        return None
-    return {(str(namespace), labels[BINDING_LABEL]): name}
+    """Live pods that opted into a binding (by label), keyed by (namespace, binding).
 
-
-@kopf.on.event("pods", labels={BINDING_LABEL: kopf.PRESENT})
-def pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+    It also nudges the checker to recount now (deletions, which kopf drops from the index
+    without a call, are caught by the checker's periodic recount)."""
+    key = (str(namespace), labels[BINDING_LABEL])
     carrier = getattr(memo, "carrier", None)
     if isinstance(carrier, Runtime):
-        carrier.checker.touch((str(namespace), labels[BINDING_LABEL]), queue=False)
+        carrier.checker.touch(key, queue=False)
+    if status.get("phase") in {"Succeeded", "Failed"} or meta.get("deletionTimestamp"):
+        return None
+    return {key: name}
 
 
 # --- the binding itself ------------------------------------------------------------------------

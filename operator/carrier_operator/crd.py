@@ -87,12 +87,16 @@ def setting_schema(path: str, name: str) -> dict[str, Any]:
     limits = bounds(info)
     annotation = _base_annotation(info)
     if is_duration(name):
+        # controller-gen's int-or-string shape: type-only branches; `pattern` applies to the
+        # string form, `minimum`/`maximum` to the integer form (JSON Schema ignores the rest).
         schema["x-kubernetes-int-or-string"] = True
-        schema["anyOf"] = [
-            {"type": "integer", **limits},
-            {"type": "string", "pattern": DURATION_PATTERN},
-        ]
-        schema["description"] += ". A Go duration (60s, 1m30s, 500ms) or whole seconds."
+        schema["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        schema["pattern"] = DURATION_PATTERN
+        schema.update(limits)
+        schema["description"] = (
+            f"{info.description} A Go duration (60s, 1m30s, 500ms) or whole seconds. "
+            f"({env_name(name)})"
+        )
     elif get_origin(annotation) is Literal:
         schema["type"] = "string"
         schema["enum"] = list(get_args(annotation))

@@ -54,6 +54,7 @@ class Report:
     duplicates: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     order_violations: list[str] = field(default_factory=list)
+    order_violations_server: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -64,6 +65,7 @@ class Report:
             "duplicates": sum(self.duplicates.values()),
             "duplicates_by_cause": {cause: self.duplicates.get(cause, 0) for cause in CAUSES},
             "fifo_order_violations": len(self.order_violations),
+            "fifo_order_violations_by_server": len(self.order_violations_server),
         }
 
 
@@ -198,8 +200,15 @@ def _cause(
     return "sidecar"
 
 
-def order_violations(deliveries: Sequence[Delivery]) -> list[str]:
-    """FIFO: in each group, first successful deliveries must come in ``seq`` order."""
+def order_violations(deliveries: Sequence[Delivery], ledger: Ledger) -> tuple[list[str], list[str]]:
+    """FIFO: in each group, first successful deliveries must come in ``seq`` order.
+
+    Returns (the sidecar's violations, the server's). The server is at fault when it handed the
+    later message out while the earlier one was not in that same receive: a FIFO queue must not
+    release a group's tail before its head is deleted (moto 5.2.5 does, when an in-flight batch
+    of a group times out). The sidecar is at fault when both came in one receive, in order, and
+    it delivered the later one first.
+    """
     first: dict[str, Delivery] = {}
     for delivery in sorted(deliveries, key=lambda d: d.t_start):
         if delivery.outcome == "ok" and delivery.id not in first:
@@ -207,11 +216,19 @@ def order_violations(deliveries: Sequence[Delivery]) -> list[str]:
     groups: dict[str, list[Delivery]] = defaultdict(list)
     for delivery in first.values():
         groups[str(delivery.group)].append(delivery)
-    problems = []
+    index = _Ledgers.build(ledger)
+    sidecar: list[str] = []
+    server: list[str] = []
     for group, items in groups.items():
         items.sort(key=lambda d: d.t_start)
-        seqs = [d.seq if d.seq is not None else -1 for d in items]
-        for a, b in itertools.pairwise(seqs):
-            if b < a:
-                problems.append(f"group {group}: seq {b} delivered after {a}")
-    return problems
+        for i, later in enumerate(items):
+            skipped = [e for e in items[i + 1 :] if (e.seq or 0) < (later.seq or 0)]
+            if not skipped:
+                continue
+            receive = index.receive_before(later.id, later.incarnation, later.t_start)
+            ids = [mid for mid, _ in receive.items] if receive else []
+            together = [e for e in skipped if e.id in ids and ids.index(e.id) < ids.index(later.id)]
+            jumped = together or skipped
+            text = f"group {group}: seq {later.seq} delivered before seq {[e.seq for e in jumped]}"
+            (sidecar if together else server).append(text)
+    return sidecar, server

@@ -32,6 +32,7 @@ class Delivery:
     outcome: str
     group: str | None = None
     seq: int | None = None
+    receive_count: int | None = None
 
 
 @dataclass
@@ -85,9 +86,14 @@ class FaultyWebhook:
                 outcome=outcome,
                 group=doc.get("group"),
                 seq=doc.get("seq"),
+                receive_count=_int(request.headers.get("X-Carrier-Receive-Count")),
             )
         )
         if outcome == "ok":
             self.delivered.add(str(doc["id"]))
             self.progress.set()
         return response
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None

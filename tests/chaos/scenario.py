@@ -251,7 +251,9 @@ async def run(plan: Plan, moto: MotoServer, workdir: Path) -> Outcome:
         windows=windows,
     )
     if plan.kind == "fifo":
-        report.order_violations = order_violations(faulty.deliveries)
+        sidecar_order, server_order = order_violations(faulty.deliveries, proxy.ledger)
+        report.order_violations = sidecar_order
+        report.order_violations_server = server_order
     exit_codes: dict[str, list[int]] = {}
     for inc in runner.incarnations:
         exit_codes.setdefault(str(inc.ended_by), []).append(

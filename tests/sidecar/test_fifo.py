@@ -36,7 +36,7 @@ async def test_groups_keep_their_order_through_failures(
             status = FAIL_ONCE.get((group, seq))
             if status is not None and (group, seq) not in failed:
                 failed.add((group, seq))
-                headers = {"Retry-After": "1"} if status != 500 else {}
+                headers = {"Retry-After": "0"} if status != 500 else {}
                 return web.Response(status=status, headers=headers)
             if seq not in delivered[group]:  # count first successful deliveries only
                 delivered[group].append(seq)
@@ -58,14 +58,19 @@ async def test_groups_keep_their_order_through_failures(
             for group in GROUPS
         ]
         await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    # Failed messages come straight back (Retry-After: 0, backoff base 0s): moto_server has a race
+    # when a message whose visibility was *extended* expires while deletes of the same group run
+    # concurrently (its receive then skips a group's head yet returns later messages of it, seen as
+    # 0,1,2,4,5,3 with receives logged). Real SQS does not; the sidecar's sequencing is what this
+    # test is about. One receive of ten brings two or three messages of each group (moto does that, and so may
+    # SQS): gamma's first message fails while gamma's second waits behind it in the same batch.
     env = env_for(
         moto,
         name,
         webhook.url,
-        CARRIER_SQS_RECEIVERS="2",
-        CARRIER_SQS_RECEIVER_WORKERS="4",
+        CARRIER_SQS_RECEIVER_WORKERS="10",
         CARRIER_SQS_BATCH_SIZE="10",
-        CARRIER_RETRY_BACKOFF_BASE="1s",
+        CARRIER_RETRY_BACKOFF_BASE="0s",
     )
     async with in_process(env) as sidecar:
         await eventually(

@@ -17,6 +17,7 @@ log = logging.getLogger("carrier.receiver")
 
 RETRY_BASE = 0.5
 RETRY_CAP = 20.0
+SHORT_POLL_FLOOR = 1.0  # with a wait time under 1s, an empty queue is polled at most once a second
 
 
 class Slots:
@@ -87,6 +88,8 @@ async def receive_loop(
             slots.give(wanted - len(messages))
         if messages:
             courier.accept(messages, time.monotonic(), give)
+        elif settings.sqs_wait_time < SHORT_POLL_FLOOR:
+            await asyncio.sleep(SHORT_POLL_FLOOR - settings.sqs_wait_time)  # no busy loop
 
 
 def _short(exc: BaseException) -> str:

@@ -184,6 +184,11 @@ def test_webhook_options_reach_the_configuration(helm: str) -> None:
         "values": ["team-a", "team-b"],
     }
     assert not find(render(helm, SCENARIOS["native-never"]), "ValidatingWebhookConfiguration")
+    (validator,) = one(render(helm, {}), "ValidatingWebhookConfiguration")["webhooks"]
+    assert validator["rules"][0]["resources"] == ["carrierbindings"]  # not the status subresource
+    assert validator["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    assert validator["clientConfig"]["service"]["path"] == "/validate-carrierbindings"
+    assert "oldObject.spec != object.spec" in validator["matchConditions"][0]["expression"]
 
 
 def test_cert_manager_wiring(helm: str) -> None:

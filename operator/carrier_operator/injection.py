@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,7 +227,7 @@ def plan_injection(
 
     ops: JSONPatch = []
     list_name = "initContainers" if native else "containers"
-    if list_name in spec:
+    if isinstance(spec.get(list_name), list):
         ops.append({"op": "add", "path": f"/spec/{list_name}/-", "value": container})
     else:
         ops.append({"op": "add", "path": f"/spec/{list_name}", "value": [container]})
@@ -244,7 +244,7 @@ def plan_injection(
     if isinstance(metadata.get("annotations"), Mapping):
         path = f"/metadata/annotations/{escape_pointer(INJECTED_ANNOTATION)}"
         ops.append({"op": "add", "path": path, "value": value})
-    elif "metadata" in pod:
+    elif isinstance(pod.get("metadata"), Mapping):
         ops.append(
             {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_ANNOTATION: value}}
         )
@@ -316,9 +316,10 @@ def _check_port_conflict(ours: Mapping[str, Any], others: Sequence[Mapping[str, 
     for other in others:
         ports = other.get("ports")
         for port in ports if isinstance(ports, list) else []:
-            if isinstance(port, Mapping) and port.get("containerPort") in wanted:
+            number = port.get("containerPort") if isinstance(port, Mapping) else None
+            if isinstance(number, int) and number in wanted:
                 raise InjectionError(
-                    f"container {other.get('name')!r} already uses port {port['containerPort']}, "
+                    f"container {other.get('name')!r} already uses port {number}, "
                     "the sidecar's probe port: set spec.sidecar.httpAddr in the CarrierBinding "
                     "to another port"
                 )
@@ -331,7 +332,7 @@ def _identity_source(
     for other in others:
         env = [e for e in _items(other.get("env")) if e.get("name") in AWS_IDENTITY_ENV]
         if env:
-            names = set(AWS_IDENTITY_ENV) | set(AWS_COMPANION_ENV)
+            names = AWS_IDENTITY_ENV + AWS_COMPANION_ENV
             env = [e for e in _items(other.get("env")) if e.get("name") in names]
             mounts = [
                 m for m in _items(other.get("volumeMounts")) if m.get("name") in AWS_TOKEN_VOLUMES
@@ -344,16 +345,17 @@ def _missing_identity(
     ours: Mapping[str, Any], others: Sequence[Mapping[str, Any]], pod_spec: Mapping[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     env, mounts = _identity_source(others)
-    have_env = {e.get("name") for e in _items(ours.get("env"))}
-    have_mounts = {m.get("name") for m in _items(ours.get("volumeMounts"))}
-    have_paths = {m.get("mountPath") for m in _items(ours.get("volumeMounts"))}
-    volumes = {v.get("name") for v in _items(pod_spec.get("volumes"))}
+    have_env = _strings(e.get("name") for e in _items(ours.get("env")))
+    have_mounts = _strings(m.get("name") for m in _items(ours.get("volumeMounts")))
+    have_paths = _strings(m.get("mountPath") for m in _items(ours.get("volumeMounts")))
+    volumes = _strings(v.get("name") for v in _items(pod_spec.get("volumes")))
     new_env = [dict(e) for e in env if e.get("name") not in have_env]
     new_mounts = [
         dict(m)
         for m in mounts
         if m.get("name") not in have_mounts
-        and m.get("mountPath") not in have_paths
+        and isinstance(m.get("mountPath"), str)
+        and m["mountPath"] not in have_paths
         and m.get("name") in volumes
     ]
     return new_env, new_mounts
@@ -411,6 +413,10 @@ def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
         if not isinstance(item, Mapping):
             raise InjectionError(f"spec.{key}[{index}]: not an object")
     return list(items)
+
+
+def _strings(values: Iterable[Any]) -> set[str]:
+    return {v for v in values if isinstance(v, str)}
 
 
 def _items(value: Any) -> list[Mapping[str, Any]]:

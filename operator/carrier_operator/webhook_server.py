@@ -102,6 +102,8 @@ def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
             if meta.get(field) is not None and not isinstance(meta[field], str):
                 raise ReviewError(f"request.{key}.metadata.{field} must be a string")
         for field in ("labels", "annotations"):
+            if field in meta and meta[field] is None:
+                del meta[field]  # null means absent (kopf's filters expect a mapping)
             pairs = meta.get(field)
             if pairs is not None and not (
                 isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
@@ -114,7 +116,9 @@ def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
         value = request.get(key)
         if not isinstance(value, dict):
             continue
-        meta = value.setdefault("metadata", {})
+        meta = value.get("metadata")
+        if meta is None:
+            meta = value["metadata"] = {}
         own = meta.get("namespace")
         if namespace and own not in (None, "", namespace):
             raise ReviewError(
@@ -198,10 +202,16 @@ class InjectorServer(kopf.WebhookServer):
         context = server_context(material)
 
         async def handle(request: aiohttp.web.Request) -> aiohttp.web.Response:
-            return await self._handle(fn, request)
+            try:
+                return await self._handle(fn, request)
+            except Exception:  # a bug here must still produce a review, and be counted
+                self.internal_errors += 1
+                logger.exception("Admission request failed before review")
+                body = review_response(None, allowed=False, code=400, message="bad request")
+                return aiohttp.web.json_response(body, status=400)
 
         app = aiohttp.web.Application(client_max_size=MAX_BODY)
-        app.router.add_post("/{id}", handle)
+        app.router.add_route("*", "/{id:.*}", handle)  # every answer is ours, even 404/405
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
@@ -233,6 +243,9 @@ class InjectorServer(kopf.WebhookServer):
     async def _handle(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
         self.served += 1
         webhook = request.match_info.get("id", "")
+        if request.method != "POST":
+            body = review_response(None, allowed=False, code=405, message="POST an AdmissionReview")
+            return aiohttp.web.json_response(body, status=405)
         expected = self.endpoints.get(webhook)
         try:
             raw = await request.read()

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,17 @@ def helm_binary(major: int) -> str | None:
     """``helm3``/``helm4`` from PATH or the tools cache; None when absent."""
     name = f"helm{major}"
     return shutil.which(name) or (str(_TOOLS / name) if (_TOOLS / name).exists() else None)
+
+
+def require_helm(major: int) -> str:
+    """The binary, or skip the test (fail it under CI, where `make tools` always provides it)."""
+    binary = helm_binary(major)
+    if binary is None:
+        missing = f"helm{major} not found: run `make tools` (.ci/tools.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return binary
 
 
 def run_helm(

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .helm import CHART, NAMESPACE, ROOT, SCENARIOS, find, one, render, run_helm
+from .helm import CHART, NAMESPACE, ROOT, SCENARIOS, find, one, render, require_helm, run_helm
 
 # Kubernetes versions the chart supports at both ends (Chart.yaml kubeVersion >= 1.27).
 K8S_VERSIONS = ("1.27.0", "1.33.0")
@@ -89,13 +89,9 @@ def test_bad_values_fail_with_the_field_named(
 
 
 def test_helm3_and_helm4_render_the_same_manifests() -> None:
-    from .helm import helm_binary
-
-    helms = [helm_binary(3), helm_binary(4)]
-    if None in helms:
-        pytest.skip("needs both helm3 and helm4: run `make tools`")
+    helms = [require_helm(3), require_helm(4)]
     for values in SCENARIOS.values():
-        first, second = (sorted(render(h, values), key=_identity) for h in helms if h)
+        first, second = (sorted(render(h, values), key=_identity) for h in helms)
         assert first == second
 
 
@@ -202,12 +198,9 @@ def test_notes_tell_the_next_step_with_a_valid_binding() -> None:
 
     from carrier_operator.binding import BINDING_LABEL, render_settings
 
-    from .helm import helm_binary
-
-    helm = helm_binary(4)
-    if helm is None:
-        pytest.skip("helm4 not found: run `make tools`")
-    done = run_helm(helm, "install", "carrier", str(CHART), "-n", NAMESPACE, "--dry-run=client")
+    done = run_helm(
+        require_helm(4), "install", "carrier", str(CHART), "-n", NAMESPACE, "--dry-run=client"
+    )
     assert done.returncode == 0, done.stderr
     notes = done.stdout.split("NOTES:", 1)[1]
     assert BINDING_LABEL in notes

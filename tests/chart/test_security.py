@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.pss import pod_spec_of, violations
 
-from .helm import NAMESPACE, SCENARIOS, find, one, render
+from .helm import NAMESPACE, SCENARIOS, find, one, render, require_helm
 
 BINDING_LABEL = "carrier.amplify.security/binding"
 
@@ -129,12 +129,7 @@ def test_the_pss_checker_catches_each_breach() -> None:
 
 
 def render_default() -> list[dict[str, Any]]:
-    from .helm import helm_binary
-
-    binary = helm_binary(4) or helm_binary(3)
-    if binary is None:
-        pytest.skip("helm not found: run `make tools`")
-    return render(binary, {})
+    return render(require_helm(4), {})
 
 
 def _with_container_context(pod: Any, change: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from tests.support.servers import free_port
 
-Mischief = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
+Mischief = Callable[[web.Request, str, "SqsProxy"], Awaitable[web.StreamResponse | None]]
 MessageId = Callable[[str], str]
 
 _HOP_HEADERS = frozenset(
@@ -148,9 +148,14 @@ class SqsProxy:
         self.requests.append((time.monotonic(), action))
         self.ledger.calls[action] = self.ledger.calls.get(action, 0) + 1
         if self.mischief is not None:
-            answer = await self.mischief(request, action)
+            answer = await self.mischief(request, action, self)
             if answer is not None:
                 return answer
+        status, payload, content_type = await self.relay(request, action)
+        return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
+
+    async def relay(self, request: web.Request, action: str) -> tuple[int, bytes, str]:
+        """Send the request to the real server and record its answer in the ledger."""
         body = await request.read()
         incarnation = self.incarnation
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
@@ -165,7 +170,7 @@ class SqsProxy:
         t_resp = time.monotonic()
         if status == 200:
             self._record(action, body, payload, t_req, t_resp, incarnation)
-        return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
+        return status, payload, content_type
 
     def _record(
         self, action: str, request: bytes, answer: bytes, t_req: float, t_resp: float, inc: int

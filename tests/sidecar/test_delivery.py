@@ -230,3 +230,16 @@ async def test_poison_message_reaches_the_dead_letter_queue(
 
         await eventually(in_dlq, 15, "the message in the dead-letter queue")
     assert len(webhook.received) == 2
+
+
+async def test_queue_url_instead_of_name_and_endpoint(
+    moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str
+) -> None:
+    """CARRIER_SQS_QUEUE_URL alone: a non-AWS URL host is also the endpoint (local servers)."""
+    url = await make_queue(sqs, queue_name)
+    await sqs.send_message(QueueUrl=url, MessageBody="by url")
+    env = env_for(moto, queue_name, webhook.url, CARRIER_SQS_QUEUE_URL=url)
+    del env["CARRIER_SQS_QUEUE_NAME"], env["CARRIER_SQS_ENDPOINT"]
+    async with in_process(env):
+        await eventually(lambda: drained(sqs, url), 10, "the delivery")
+    assert webhook.bodies() == [b"by url"]

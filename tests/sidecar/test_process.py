@@ -212,7 +212,9 @@ async def test_logs_are_json_lines_by_default(
     webhook.responder = fail
     url = await make_queue(sqs, queue_name)
     sent = await sqs.send_message(QueueUrl=url, MessageBody="x")
-    env = env_for(moto, queue_name, webhook.url, CARRIER_RETRY_BACKOFF="queue")
+    env = env_for(
+        moto, queue_name, webhook.url, CARRIER_RETRY_BACKOFF="queue", CARRIER_SQS_BATCHSIZE="5"
+    )
     async with sidecar_process(sidecar_command, env) as sidecar:
         await eventually(lambda: sidecar.logged("delivery failed"), 15, "the failure log")
         sidecar.proc.send_signal(signal.SIGTERM)
@@ -223,6 +225,8 @@ async def test_logs_are_json_lines_by_default(
     assert failure["level"] == "warning"
     assert failure["message_id"] == sent["MessageId"]
     assert failure["status"] == 500
+    (typo,) = [e for e in entries if e.get("variable") == "CARRIER_SQS_BATCHSIZE"]
+    assert typo["level"] == "warning", "an unknown CARRIER_* name is reported"
 
 
 async def test_colourised_logs_for_people(

@@ -11,16 +11,11 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from .kube import ROOT, Kube, poll, run, tool
-
-APP_NS = "carrier-e2e"
-SYSTEM_NS = "carrier-system"
-TAG = "e2e"
-SQS_PORT = 5000
+from .manifests import APP_NS, AWS_DUMMY, SQS_PORT, SYSTEM_NS, TAG, moto
 
 
 def _why_not(config: pytest.Config) -> str | None:
@@ -79,7 +74,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
 
 def _build_and_load(kind: str, cluster: str) -> None:
     docker = str(tool("docker"))
-    import moto
+    import moto as moto_package
 
     images = {
         f"carrier-sidecar:{TAG}": ["-f", str(ROOT / "Dockerfile.sidecar"), str(ROOT)],
@@ -90,26 +85,13 @@ def _build_and_load(kind: str, cluster: str) -> None:
     # The in-cluster SQS server: the moto version the rest of the suite tests against.
     moto_dockerfile = (
         "FROM python:3.11-slim-bookworm\n"
-        f"RUN pip install --no-cache-dir 'moto[server]=={moto.__version__}'\n"
+        f"RUN pip install --no-cache-dir 'moto[server]=={moto_package.__version__}'\n"
         "USER 65532:65532\n"
         f'ENTRYPOINT ["moto_server", "-H", "0.0.0.0", "-p", "{SQS_PORT}"]\n'
     )
     run(docker, "build", "-t", f"carrier-e2e-moto:{TAG}", "-", input=moto_dockerfile, timeout=900)
     for image in [*images, f"carrier-e2e-moto:{TAG}"]:
         run(kind, "load", "docker-image", image, "--name", cluster, timeout=300)
-
-
-RESTRICTED = {
-    "allowPrivilegeEscalation": False,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-AWS_DUMMY = [
-    {"name": "AWS_ACCESS_KEY_ID", "value": "e2e"},
-    {"name": "AWS_SECRET_ACCESS_KEY", "value": "e2e"},
-    {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
-]
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +111,7 @@ def release(kube: Kube, sqs_endpoint: str) -> str:
                 "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
             },
         },
-        *_moto(),
+        *moto(),
     )
     kube("-n", APP_NS, "rollout", "status", "deployment/sqs", "--timeout=180s", timeout=200)
     helm = str(tool("helm"))
@@ -185,44 +167,8 @@ def release(kube: Kube, sqs_endpoint: str) -> str:
     return "carrier"
 
 
-def _moto() -> list[dict[str, object]]:
-    labels = {"app": "sqs"}
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "sqs", "namespace": APP_NS},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "moto",
-                                "image": f"carrier-e2e-moto:{TAG}",
-                                "imagePullPolicy": "Never",
-                                "ports": [{"containerPort": SQS_PORT}],
-                                "securityContext": RESTRICTED,
-                                "readinessProbe": {"tcpSocket": {"port": SQS_PORT}},
-                            }
-                        ]
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "sqs", "namespace": APP_NS},
-            "spec": {"selector": labels, "ports": [{"port": SQS_PORT}]},
-        },
-    ]
-
-
 @pytest.fixture(scope="session")
-def sqs(kube: Kube, release: str) -> Iterator[object]:
+def cluster_sqs(kube: Kube, release: str) -> Iterator[object]:
     """A boto3 SQS client on the in-cluster moto, through a port-forward."""
     import boto3
 
@@ -236,5 +182,4 @@ def sqs(kube: Kube, release: str) -> Iterator[object]:
         )
 
 
-def worker_source() -> str:
-    return Path(__file__).with_name("worker.py").read_text()
+# END

@@ -15,29 +15,24 @@ import pytest
 
 from tests.support.pss import violations
 
-from .conftest import APP_NS, AWS_DUMMY, RESTRICTED, TAG, worker_source
 from .kube import Kube, poll
+from .manifests import APP_NS, BINDING, QUEUE, RECORDS, TAG, binding, worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-BINDING = "orders"
-QUEUE = "e2e-orders"
-RECORDS = "e2e-received"
-LABEL = "carrier.amplify.security/binding"
-
 
 @pytest.fixture(scope="module")
-def worker(kube: Kube, sqs: Any, sqs_endpoint: str) -> str:
+def deployed(kube: Kube, cluster_sqs: Any, sqs_endpoint: str) -> str:
     """Queues, a CarrierBinding (Ready), and a labelled worker Deployment with its sidecar."""
     for name in (QUEUE, RECORDS):
-        sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "10"})
-    kube.apply(_binding(sqs_endpoint, batch_size=10), *_worker(sqs_endpoint))
+        cluster_sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "10"})
+    kube.apply(binding(sqs_endpoint, batch_size=10), *worker(sqs_endpoint))
     poll(lambda: _ready(kube), timeout=120, what="the binding to be Ready")
     kube("-n", APP_NS, "rollout", "status", "deployment/worker", "--timeout=180s", timeout=200)
     return "worker"
 
 
-def test_injected_pod_runs_the_sidecar_under_restricted_pss(kube: Kube, worker: str) -> None:
+def test_injected_pod_runs_the_sidecar_under_restricted_pss(kube: Kube, deployed: str) -> None:
     pod = _worker_pods(kube)[0]
     containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
     (sidecar,) = [c for c in containers if c["name"] == "carrier"]
@@ -47,16 +42,16 @@ def test_injected_pod_runs_the_sidecar_under_restricted_pss(kube: Kube, worker: 
     assert violations(pod["spec"]) == []  # and the namespace enforces it for real
 
 
-def test_messages_arrive_and_the_queue_drains(sqs: Any, worker: str) -> None:
-    ids = _send(sqs, 30)
-    _expect_delivered(sqs, ids, timeout=180)
+def test_messages_arrive_and_the_queue_drains(cluster_sqs: Any, deployed: str) -> None:
+    ids = _send(cluster_sqs, 30)
+    _expect_delivered(cluster_sqs, ids, timeout=180)
 
 
 def test_binding_change_rolls_the_worker_out(
-    kube: Kube, sqs: Any, worker: str, sqs_endpoint: str
+    kube: Kube, cluster_sqs: Any, deployed: str, sqs_endpoint: str
 ) -> None:
     before = {p["metadata"]["name"] for p in _worker_pods(kube)}
-    kube.apply(_binding(sqs_endpoint, batch_size=5))
+    kube.apply(binding(sqs_endpoint, batch_size=5))
 
     def rolled() -> bool:
         pods = _worker_pods(kube)
@@ -68,81 +63,26 @@ def test_binding_change_rolls_the_worker_out(
         )
 
     poll(rolled, timeout=240, what="the worker to roll out with batchSize 5")
-    _expect_delivered(sqs, _send(sqs, 10), timeout=180)
+    _expect_delivered(cluster_sqs, _send(cluster_sqs, 10), timeout=180)
 
 
 def test_pod_deletion_with_messages_in_flight_loses_nothing(
-    kube: Kube, sqs: Any, worker: str
+    kube: Kube, cluster_sqs: Any, deployed: str
 ) -> None:
-    ids = _send(sqs, 12, sleep=3)
-    url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    ids = _send(cluster_sqs, 12, sleep=3)
+    url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     poll(
-        lambda: int(_attributes(sqs, url)["ApproximateNumberOfMessagesNotVisible"]) > 0,
+        lambda: int(_attributes(cluster_sqs, url)["ApproximateNumberOfMessagesNotVisible"]) > 0,
         timeout=60,
         what="messages in flight",
         every=0.5,
     )
     pod = _worker_pods(kube)[0]["metadata"]["name"]
     kube("-n", APP_NS, "delete", "pod", pod, "--wait=false")
-    _expect_delivered(sqs, ids, timeout=300)
+    _expect_delivered(cluster_sqs, ids, timeout=300)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _binding(endpoint: str, *, batch_size: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "carrier.amplify.security/v1alpha1",
-        "kind": "CarrierBinding",
-        "metadata": {"name": BINDING, "namespace": APP_NS},
-        "spec": {
-            "queue": {"name": QUEUE, "endpoint": endpoint, "region": "us-east-1"},
-            "delivery": {"batchSize": batch_size, "shutdownTimeout": "20s"},
-            "webhook": {"port": 8080, "path": "/"},
-            "sidecar": {"env": AWS_DUMMY},
-            "rolloutOnChange": True,
-        },
-    }
-
-
-def _worker(endpoint: str) -> list[dict[str, Any]]:
-    labels = {"app": "worker", LABEL: BINDING}
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "worker", "namespace": APP_NS},
-            "data": {"worker.py": worker_source()},
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "worker", "namespace": APP_NS},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "worker"}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 40,
-                        "containers": [
-                            {
-                                "name": "worker",
-                                # Any Python with botocore will do: reuse the sidecar image.
-                                "image": f"carrier-sidecar:{TAG}",
-                                "imagePullPolicy": "Never",
-                                "command": ["python", "/app/worker.py"],
-                                "env": [{"name": "SQS_ENDPOINT", "value": endpoint}, *AWS_DUMMY],
-                                "volumeMounts": [{"name": "app", "mountPath": "/app"}],
-                                "securityContext": {**RESTRICTED, "readOnlyRootFilesystem": True},
-                            }
-                        ],
-                        "volumes": [{"name": "app", "configMap": {"name": "worker"}}],
-                    },
-                },
-            },
-        },
-    ]
 
 
 def _ready(kube: Kube) -> bool:
@@ -164,8 +104,8 @@ def _sidecar_env(pod: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
-def _send(sqs: Any, count: int, sleep: float = 0) -> set[str]:
-    url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+def _send(cluster_sqs: Any, count: int, sleep: float = 0) -> set[str]:
+    url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     ids = {uuid.uuid4().hex for _ in range(count)}
     batch = list(ids)
     for start in range(0, len(batch), 10):
@@ -173,32 +113,34 @@ def _send(sqs: Any, count: int, sleep: float = 0) -> set[str]:
             {"Id": str(i), "MessageBody": json.dumps({"id": m, "sleep": sleep})}
             for i, m in enumerate(batch[start : start + 10])
         ]
-        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+        assert not cluster_sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
     return ids
 
 
-def _attributes(sqs: Any, url: str) -> dict[str, str]:
+def _attributes(cluster_sqs: Any, url: str) -> dict[str, str]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
+    return dict(cluster_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
 
 
-def _expect_delivered(sqs: Any, ids: set[str], timeout: float) -> None:
+def _expect_delivered(cluster_sqs: Any, ids: set[str], timeout: float) -> None:
     """Every id recorded by a worker at least once, then the queue empty (nothing invisible)."""
-    records = sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
+    records = cluster_sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
     seen: set[str] = set()
 
     def drained_records() -> bool:
-        answer = sqs.receive_message(QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        answer = cluster_sqs.receive_message(
+            QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
         for message in answer.get("Messages", []):
             seen.add(json.loads(message["Body"])["id"])
-            sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
+            cluster_sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
         return ids <= seen
 
     poll(drained_records, timeout=timeout, what=f"{len(ids - seen)} messages to arrive", every=0.2)
-    url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     poll(
         lambda: (
-            _attributes(sqs, url)
+            _attributes(cluster_sqs, url)
             == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
         ),
         timeout=60,

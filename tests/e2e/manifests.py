@@ -1,0 +1,118 @@
+"""The objects the e2e suite applies, as plain dicts (also checked offline by test_manifests.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+APP_NS = "carrier-e2e"
+SYSTEM_NS = "carrier-system"
+TAG = "e2e"
+SQS_PORT = 5000
+BINDING = "orders"
+QUEUE = "e2e-orders"
+RECORDS = "e2e-received"
+LABEL = "carrier.amplify.security/binding"
+
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+AWS_DUMMY = [
+    {"name": "AWS_ACCESS_KEY_ID", "value": "e2e"},
+    {"name": "AWS_SECRET_ACCESS_KEY", "value": "e2e"},
+    {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
+]
+
+
+def moto() -> list[dict[str, Any]]:
+    labels = {"app": "sqs"}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "sqs", "namespace": APP_NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "moto",
+                                "image": f"carrier-e2e-moto:{TAG}",
+                                "imagePullPolicy": "Never",
+                                "ports": [{"containerPort": SQS_PORT}],
+                                "securityContext": RESTRICTED,
+                                "readinessProbe": {"tcpSocket": {"port": SQS_PORT}},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "sqs", "namespace": APP_NS},
+            "spec": {"selector": labels, "ports": [{"port": SQS_PORT}]},
+        },
+    ]
+
+
+def binding(endpoint: str, *, batch_size: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "carrier.amplify.security/v1alpha1",
+        "kind": "CarrierBinding",
+        "metadata": {"name": BINDING, "namespace": APP_NS},
+        "spec": {
+            "queue": {"name": QUEUE, "endpoint": endpoint, "region": "us-east-1"},
+            "delivery": {"batchSize": batch_size, "shutdownTimeout": "20s"},
+            "webhook": {"port": 8080, "path": "/"},
+            "sidecar": {"env": AWS_DUMMY},
+            "rolloutOnChange": True,
+        },
+    }
+
+
+def worker(endpoint: str) -> list[dict[str, Any]]:
+    labels = {"app": "worker", LABEL: BINDING}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "worker", "namespace": APP_NS},
+            "data": {"worker.py": Path(__file__).with_name("worker.py").read_text()},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "worker", "namespace": APP_NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "worker"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 40,
+                        "containers": [
+                            {
+                                "name": "worker",
+                                # Any Python with botocore will do: reuse the sidecar image.
+                                "image": f"carrier-sidecar:{TAG}",
+                                "imagePullPolicy": "Never",
+                                "command": ["python", "/app/worker.py"],
+                                "env": [{"name": "SQS_ENDPOINT", "value": endpoint}, *AWS_DUMMY],
+                                "volumeMounts": [{"name": "app", "mountPath": "/app"}],
+                                "securityContext": {**RESTRICTED, "readOnlyRootFilesystem": True},
+                            }
+                        ],
+                        "volumes": [{"name": "app", "configMap": {"name": "worker"}}],
+                    },
+                },
+            },
+        },
+    ]

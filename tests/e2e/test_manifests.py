@@ -1,0 +1,78 @@
+"""What the kind suite applies, checked here without a cluster (runs in `make test`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from carrier_operator.binding import render_env
+from tests.support.pss import pod_spec_of, violations
+from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually, free_port
+
+from .kube import ROOT
+from .manifests import RECORDS, binding, moto, worker
+
+ENDPOINT = "http://sqs.carrier-e2e.svc:5000"
+
+
+def _all() -> list[dict[str, Any]]:
+    return [binding(ENDPOINT, batch_size=10), *worker(ENDPOINT), *moto()]
+
+
+def test_manifests_are_valid_and_restricted() -> None:
+    for manifest in _all():
+        if manifest["kind"] == "CarrierBinding":
+            continue
+        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+        if manifest["kind"] == "Deployment":
+            assert violations(pod_spec_of(manifest)) == [], manifest["metadata"]["name"]
+
+
+def test_binding_is_accepted_by_the_crd_and_the_operator() -> None:
+    crd = ROOT / "crds" / "carrierbinding.yaml"
+    if not crd.exists():
+        pytest.skip("crds/carrierbinding.yaml not written yet")
+    schema = yaml.safe_load(crd.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for size in (10, 5):
+        manifest = binding(ENDPOINT, batch_size=size)
+        jsonschema.Draft4Validator(schema).validate(manifest)
+        assert render_env(manifest["spec"])["CARRIER_SQS_BATCH_SIZE"] == str(size)
+
+
+async def test_worker_records_each_message_and_stops_on_sigterm(
+    moto: MotoServer, sqs: Any, tmp_path: Path
+) -> None:
+    records = (await sqs.create_queue(QueueName=RECORDS))["QueueUrl"]
+    port = free_port()
+    env = {**os.environ, **AWS_TEST_ENV, "SQS_ENDPOINT": moto.endpoint, "PORT": str(port)}
+    script = Path(__file__).with_name("worker.py")
+    process = await asyncio.create_subprocess_exec(sys.executable, str(script), env=env)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post() -> bool:
+                try:
+                    body = json.dumps({"id": "m-1", "sleep": 0})
+                    async with http.post(f"http://127.0.0.1:{port}/", data=body) as answer:
+                        return answer.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False  # not listening yet
+
+            await eventually(post, timeout=20, what="the worker to accept a message")
+        answer = await sqs.receive_message(QueueUrl=records, WaitTimeSeconds=1)
+        assert json.loads(answer["Messages"][0]["Body"])["id"] == "m-1"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), timeout=20)
+    assert code == 0

@@ -48,6 +48,9 @@ class Plan:
     freeze_for: float = 3.0
     fault_rate: float = 0.2
     deadline: float = 150.0
+    window: int | None = None
+    """At most this many ids sent but not yet delivered (None: all sent up front). Stock moto
+    costs O(queue depth) per call, so a 10 000-message run keeps the depth bounded this way."""
 
     def events(self) -> list[tuple[float, str]]:
         """(share of ids delivered, fault) in firing order, from the seed alone."""
@@ -122,15 +125,18 @@ def _payloads(plan: Plan) -> list[dict[str, Any]]:
     return [{"id": f"m-{i:06d}"} for i in range(plan.messages)]
 
 
-async def _load_queue(client: Any, plan: Plan, queue: str) -> str:
+async def _create_queue(client: Any, plan: Plan, queue: str) -> str:
     attributes = {"VisibilityTimeout": str(int(VISIBILITY))}
     if plan.kind == "fifo":
         attributes["FifoQueue"] = "true"
     url: str = (await client.create_queue(QueueName=queue, Attributes=attributes))["QueueUrl"]
-    payloads = _payloads(plan)
-    for start in range(0, len(payloads), 10):
+    return url
+
+
+async def _send(client: Any, plan: Plan, url: str, docs: list[dict[str, Any]]) -> None:
+    for start in range(0, len(docs), 10):
         entries = []
-        for n, doc in enumerate(payloads[start : start + 10]):
+        for n, doc in enumerate(docs[start : start + 10]):
             entry: dict[str, Any] = {"Id": str(n), "MessageBody": json.dumps(doc)}
             if plan.kind == "fifo":
                 entry["MessageGroupId"] = doc["group"]
@@ -138,7 +144,23 @@ async def _load_queue(client: Any, plan: Plan, queue: str) -> str:
             entries.append(entry)
         answer = await client.send_message_batch(QueueUrl=url, Entries=entries)
         assert not answer.get("Failed"), answer["Failed"]
-    return url
+
+
+async def _feed(
+    client: Any, plan: Plan, url: str, docs: list[dict[str, Any]], delivered: set[str]
+) -> None:
+    """Send the rest in batches of 10 whenever fewer than ``window`` ids are outstanding."""
+    assert plan.window is not None
+    window, sent = plan.window, plan.window
+    while sent < len(docs):
+        await eventually(
+            lambda n=sent: n - len(delivered) < window - 10,
+            plan.deadline,
+            "room in the feed window",
+            every=0.1,
+        )
+        await _send(client, plan, url, docs[sent : sent + 10])
+        sent += 10
 
 
 async def queue_counts(client: Any, url: str) -> dict[str, int]:
@@ -158,7 +180,9 @@ async def run(plan: Plan, moto: MotoServer, workdir: Path) -> Outcome:
     async with session.create_client(
         "sqs", region_name="us-east-1", endpoint_url=moto.endpoint
     ) as client:
-        url = await _load_queue(client, plan, queue)
+        url = await _create_queue(client, plan, queue)
+        docs = _payloads(plan)
+        await _send(client, plan, url, docs[: plan.window or len(docs)])
         faulty = FaultyWebhook(
             seed=plan.seed, fault_rate=plan.fault_rate, hang_for=REQUEST_TIMEOUT + 1.0
         )
@@ -194,6 +218,9 @@ async def run(plan: Plan, moto: MotoServer, workdir: Path) -> Outcome:
                 crashes.append(f"incarnation {runner.current.number} exited {code}")
                 await restart()
 
+        feeder: asyncio.Task[None] | None = None
+        if plan.window is not None and plan.window < len(docs):
+            feeder = asyncio.create_task(_feed(client, plan, url, docs, faulty.delivered))
         try:
             await restart()
             for share, kind in plan.events():
@@ -233,6 +260,9 @@ async def run(plan: Plan, moto: MotoServer, workdir: Path) -> Outcome:
             exc.add_note(f"delivered {len(faulty.delivered)}/{plan.messages}\n{runner.log_tail()}")
             raise
         finally:
+            if feeder is not None:
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
             await runner.close()
             await proxy.stop()
             await webhook.stop()

@@ -53,7 +53,14 @@ async def test_chaos_run_loses_nothing(
     kind: str, chaos_moto: MotoServer, chaos_seed: int, tmp_path: Path, results_dir: Path
 ) -> None:
     deadline = 5400.0 if FULL else 200.0
-    plan = Plan(kind=kind, messages=SIZES[kind], seed=chaos_seed, deadline=deadline, **FAULTS)
+    plan = Plan(
+        kind=kind,
+        messages=SIZES[kind],
+        seed=chaos_seed,
+        deadline=deadline,
+        window=1000 if FULL else None,
+        **FAULTS,
+    )
     outcome = await run(plan, chaos_moto, tmp_path)
     outcome.write(results_dir / f"{'full' if FULL else 'reduced'}-{kind}.json")
     print(outcome.figures())

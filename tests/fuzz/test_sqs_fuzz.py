@@ -160,3 +160,94 @@ async def test_misbehaving_sqs_is_retried_with_backoff_and_recovers(
         await webhook.stop()
     assert set(misbehaviour.used) == set(KINDS), misbehaviour.used
     assert "Traceback" not in runner.log_tail(lines=10_000)
+
+
+# Answers no SQS should send, shaped enough to get past the JSON parser: the sidecar must log
+# and retry, not crash (a receive loop that dies stops the whole pod's work).
+MALFORMED: dict[str, list[object]] = {
+    "ReceiveMessage": [
+        {"Messages": [{"MessageId": "no-handle-no-body"}]},
+        {"Messages": [{"MessageId": "no-body", "ReceiptHandle": "not-a-real-handle"}]},
+        {"Messages": "not-a-list"},
+        {"Messages": [42, None]},
+    ],
+    "DeleteMessageBatch": [{"Successful": "everything", "Failed": None}, {"Failed": [{}]}],
+    "ChangeMessageVisibilityBatch": [{"Successful": 7}, {"Failed": [{"Id": "999"}]}],
+}
+
+
+async def test_malformed_answers_are_survived(
+    moto: MotoServer, sqs: Any, queue_name: str, proxy: SqsProxy, tmp_path: Path
+) -> None:
+    url = (await sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "2"}))[
+        "QueueUrl"
+    ]
+    ids = [f"m-{i}" for i in range(6)]
+    await sqs.send_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": str(n), "MessageBody": json.dumps({"id": m})} for n, m in enumerate(ids)],
+    )
+    left = {action: list(answers) for action, answers in MALFORMED.items()}
+
+    async def malformed(
+        _request: web.Request, action: str, _proxy: SqsProxy
+    ) -> web.StreamResponse | None:
+        if left.get(action):
+            doc = left[action].pop(0)
+            return web.Response(
+                status=200, body=json.dumps(doc).encode(), content_type="application/x-amz-json-1.0"
+            )
+        return None
+
+    delivered: set[str] = set()
+
+    async def answer(request: web.Request, received: Received) -> web.StreamResponse:
+        mid = json.loads(received.body)["id"]
+        if request.headers.get("X-Carrier-Receive-Count") == "1" and mid in ("m-0", "m-1"):
+            return web.Response(status=503)  # a failure, so visibility changes happen too
+        delivered.add(mid)
+        return web.Response(status=200)
+
+    proxy.mischief = malformed
+    webhook = await WebhookRecorder(responder=answer).start()
+    runner = SidecarRunner(
+        env={
+            "CARRIER_SQS_ENDPOINT": proxy.endpoint,
+            "CARRIER_SQS_QUEUE_NAME": queue_name,
+            "CARRIER_SQS_BATCH_SIZE": "3",
+            "CARRIER_SQS_WAIT_TIME": "1s",
+            "CARRIER_SQS_VISIBILITY_TIMEOUT": "2s",
+            "CARRIER_RETRY_BACKOFF_BASE": "1s",
+            "CARRIER_RETRY_BACKOFF_MAX": "1s",
+            "CARRIER_HTTP_ADDR": "none",
+        },
+        webhook_url=f"{webhook.url}/hook",
+        log_dir=tmp_path,
+    )
+    try:
+        await runner.start()
+        await eventually(
+            lambda: (len(delivered) == len(ids) and not any(left.values())) or not runner.alive(),
+            30,
+            "every message delivered past the malformed answers",
+        )
+        assert runner.alive(), runner.log_tail()
+
+        async def empty() -> bool:
+            attrs = (
+                await sqs.get_queue_attributes(
+                    QueueUrl=url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                    ],
+                )
+            )["Attributes"]
+            return not any(int(v) for v in attrs.values()) or not runner.alive()
+
+        await eventually(empty, 20, "the queue to empty", every=0.25)
+        assert runner.alive(), runner.log_tail()
+        assert await runner.end("final", 15) == 0, runner.log_tail()
+    finally:
+        await runner.close()
+        await webhook.stop()

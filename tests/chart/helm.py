@@ -36,6 +36,40 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "sidecar": {"nativeSidecar": "never", "onMissingBinding": "admit"},
         "webhook": {"validateBindings": False},
     },
+    "own-service-account": {
+        "serviceAccount": {"create": False, "name": "platform-operator"},
+        "rbac": {"create": False},
+    },
+    "scheduling": {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "podAnnotations": {"example.com/team": "queues"},
+        "podLabels": {"team": "queues"},
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "carrier"}},
+                        },
+                    }
+                ]
+            }
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "carrier"}},
+            }
+        ],
+        "operator": {"extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
+    },
     "renamed": {
         "fullnameOverride": "queues",
         "serviceAccount": {"name": "queues-sa"},

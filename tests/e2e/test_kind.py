@@ -26,8 +26,10 @@ def deployed(kube: Kube, cluster_sqs: Any, sqs_endpoint: str) -> str:
     """Queues, a CarrierBinding (Ready), and a labelled worker Deployment with its sidecar."""
     for name in (QUEUE, RECORDS):
         cluster_sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "10"})
-    kube.apply(binding(sqs_endpoint, batch_size=10), *worker(sqs_endpoint))
+    kube.apply(binding(sqs_endpoint, batch_size=10))
+    # Pods of a binding that is not Ready yet are denied (onMissingBinding: deny): wait first.
     poll(lambda: _ready(kube), timeout=120, what="the binding to be Ready")
+    kube.apply(*worker(sqs_endpoint))
     kube("-n", APP_NS, "rollout", "status", "deployment/worker", "--timeout=180s", timeout=200)
     return "worker"
 

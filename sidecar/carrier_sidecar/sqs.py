@@ -192,8 +192,11 @@ class SqsPort:
             "GetQueueAttributes", QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
         )
         queue_visibility = float(attrs.get("Attributes", {}).get("VisibilityTimeout", 30))
-        self.visibility_timeout = (
-            s.sqs_visibility_timeout if s.sqs_visibility_timeout is not None else queue_visibility
+        # SQS counts whole seconds; the heartbeat must plan with what the receive really asks for.
+        self.visibility_timeout = float(
+            int(s.sqs_visibility_timeout)
+            if s.sqs_visibility_timeout is not None
+            else queue_visibility
         )
 
     def _describe_startup_error(self, exc: BaseException) -> str:

@@ -64,7 +64,8 @@ class Transmitter:
                 timeout=self._timeout,
                 allow_redirects=False,  # a redirect is an answer, not a place to re-POST
             ) as response:
-                await response.read()  # drain, so the connection goes back to the pool
+                while await response.content.readany():  # drain (bounded memory) so the
+                    pass  # connection goes back to the pool
                 return classify(response.status, response.headers, time.time())
         except TimeoutError:
             return Failed(self._timeout_text, timeout=True)

@@ -32,7 +32,7 @@ async def test_long_delivery_is_delivered_once_and_deleted(
     async with in_process(env) as sidecar:
         await eventually(lambda: drained(sqs, url), 20, "the message to be deleted")
         assert sidecar.counter("visibility_changes_heartbeat") >= 3
-        assert sidecar.counter("messages_deleted") == 1
+        await eventually(lambda: sidecar.counter("messages_deleted") == 1, 5, "the delete counted")
     assert webhook.bodies() == [b"long job"]
 
 

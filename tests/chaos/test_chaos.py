@@ -58,7 +58,7 @@ async def test_chaos_run_loses_nothing(
         messages=SIZES[kind],
         seed=chaos_seed,
         deadline=deadline,
-        window=1000 if FULL else None,
+        window=500 if FULL else None,
         **FAULTS,
     )
     outcome = await run(plan, chaos_moto, tmp_path)

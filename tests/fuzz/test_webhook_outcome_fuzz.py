@@ -34,6 +34,7 @@ retry_after = st.one_of(
     st.sampled_from(["", " ", "soon", "1e3", "0x10", "½", "²", "١٢", "1_000", "Mon, 32 Foo 2020"]),
     st.text(max_size=60),
     st.text(max_size=10_000).map(lambda t: t * 3),  # huge
+    st.integers(4000, 20_000).map(lambda n: "9" * n),  # past int()'s 4300-digit limit
 )
 
 

@@ -91,7 +91,7 @@ def configure(
     *,
     api: KubeAPI | None = None,
     server_version: tuple[int, int] | None = None,
-    addr: str | None = "0.0.0.0",
+    addr: str | None = None,  # every interface, IPv4 and IPv6 (dual-stack clusters)
     cert_source: CertSource | None = None,
 ) -> InjectorServer:
     """Point kopf's admission server at our HTTPS endpoint (on ``config.webhook_port``).

@@ -202,6 +202,12 @@ def check(answer: Answer, sent: Any, path: str) -> str:
         obj = copy.deepcopy(request["object"])
         result = jsonpatch.apply_patch(obj, answer.patch)
         assert path == f"/{MUTATE_PODS_ID}"
+        # Security: only opted-in pods are ever changed, and only with their own namespace's
+        # binding (the fuzz registers "orders" in team-a only).
+        labels = request["object"]["metadata"]["labels"]
+        assert labels[BINDING_LABEL] == "orders"
+        namespace = request.get("namespace") or request["object"]["metadata"].get("namespace")
+        assert namespace == "team-a"
         names = [c.get("name") for c in result["spec"].get("initContainers", [])]
         names += [c.get("name") for c in result["spec"]["containers"]]
         assert names.count(SIDECAR_CONTAINER) == 1

@@ -124,19 +124,27 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each image's install step, run once into a fresh venv."""
     base = tmp_path_factory.mktemp("images")
     context = _build_context(base / "context")
-    venvs: dict[str, Path] = {}
-    for extra in IMAGES:
-        prefix = base / extra
-        done = subprocess.run(
+    venvs = {extra: base / extra for extra in IMAGES}
+    # Both installs at once: mostly waiting on pip's downloads and unpacking.
+    running = {
+        extra: subprocess.Popen(
             ["sh", str(context / ".ci/image-install.sh"), extra, str(prefix), str(context)],
             env={**os.environ, "PYTHON": sys.executable, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=240,
-            check=False,
         )
-        assert done.returncode == 0, done.stderr[-3000:]
-        venvs[extra] = prefix
+        for extra, prefix in venvs.items()
+    }
+    try:
+        for extra, process in running.items():
+            _, stderr = process.communicate(timeout=240)
+            assert process.returncode == 0, f"{extra}: {stderr[-3000:]}"
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
     return venvs
 
 

@@ -52,6 +52,7 @@ class Courier:
         self._heartbeat = heartbeat
         self._meter = meter
         self._held: dict[str, Held] = {}
+        self._posting: set[str] = set()  # handles whose POST has started
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fifo = GroupSequencer(self) if settings.is_fifo else None
         self.stopping = False
@@ -92,10 +93,12 @@ class Courier:
                 self.release(held)
                 return False
             self._meter.in_flight(1)
+            self._posting.add(held.handle)
             started = time.monotonic()
             try:
                 outcome = await self._transmitter.post(held.message)
             finally:
+                self._posting.discard(held.handle)
                 self._meter.in_flight(-1)
             self._meter.delivered(kind(outcome), time.monotonic() - started)
             self._settle(held, outcome)
@@ -152,6 +155,9 @@ class Courier:
     async def drain(self, grace: float) -> None:
         """Stop starting deliveries, wait up to ``grace`` seconds for those running, release the rest."""
         self.stopping = True
+        for held in list(self._held.values()):
+            if held.handle not in self._posting:
+                self.release(held)  # received, never POSTed: back to the queue at once
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             if pending:

@@ -87,7 +87,11 @@ async def test_sigterm_releases_received_messages_not_yet_posted(
             await eventually(lambda: len(webhook.received) == 1, 15, "the first delivery")
             assert await depth(sqs, url) == (0, 5)
             sidecar.proc.send_signal(signal.SIGTERM)
-            await eventually(lambda: sidecar.logged("stopped receiving"), 10, "receiving to stop")
+
+            async def waiting_released() -> bool:
+                return await depth(sqs, url) == (4, 1)
+
+            await eventually(waiting_released, 10, "the four waiting messages released at once")
             release.set()
             assert await sidecar.wait(15) == 0
     finally:

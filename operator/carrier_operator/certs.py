@@ -309,7 +309,7 @@ class SelfSigned(CertSource):
         config: OperatorSettings,
         namespace: str,
         *,
-        max_interval: float = 3600.0,
+        max_interval: float = 300.0,
     ) -> None:
         self._api = api
         self.config = config
@@ -317,7 +317,7 @@ class SelfSigned(CertSource):
         self.sans = webhook_sans(config)
         self.max_interval = max_interval
         self._current: CertMaterial | None = None
-        self._published_bundle: bytes | None = None
+        self._missing: list[str] = []
 
     @property
     def _path(self) -> str:
@@ -334,15 +334,17 @@ class SelfSigned(CertSource):
     async def refresh(self) -> CertMaterial | None:
         before = self._current
         material = await self._ensure()
-        if material.ca_bundle != self._published_bundle:
-            await self.publish_ca_bundle(material.ca_bundle)
+        # Every time, not only on change: heals a caBundle reset by a chart upgrade, and fills
+        # configurations installed after the operator started (patches only what differs).
+        await self.publish_ca_bundle(material.ca_bundle)
         return None if material == before else material
 
     def next_check(self) -> float:
         if self._current is None:
             return 5.0
         due = self._current.not_after - self._renew_before() - _now()
-        return max(1.0, min(self.max_interval, due.total_seconds()))
+        soon = 10.0 if self._missing else self.max_interval
+        return max(1.0, min(soon, due.total_seconds()))
 
     async def _ensure(self) -> CertMaterial:
         """Reuse the Secret's material if valid, else renew it there (first writer wins)."""
@@ -402,6 +404,7 @@ class SelfSigned(CertSource):
     async def publish_ca_bundle(self, bundle: bytes) -> None:
         """Set ``caBundle`` on every webhook of both configurations (absent ones are skipped)."""
         encoded = base64.b64encode(bundle).decode("ascii")
+        missing: list[str] = []
         for group_path, name in (
             ("mutatingwebhookconfigurations", self.config.mutating_webhook_configuration),
             ("validatingwebhookconfigurations", self.config.validating_webhook_configuration),
@@ -409,6 +412,7 @@ class SelfSigned(CertSource):
             path = f"/apis/admissionregistration.k8s.io/v1/{group_path}/{name}"
             found = await (await self._api()).get(path)
             if found is None:
+                missing.append(name)
                 logger.warning(
                     "Webhook configuration %s/%s not found: caBundle not set.", group_path, name
                 )
@@ -440,4 +444,4 @@ class SelfSigned(CertSource):
             if ops:
                 await (await self._api()).request("PATCH", path, ops, content_type=JSON_PATCH)
                 logger.info("caBundle set on %s %s.", group_path, name)
-        self._published_bundle = bundle
+        self._missing = missing

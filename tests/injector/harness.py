@@ -77,6 +77,19 @@ def webhook_configuration(name: str, path: str, config: OperatorSettings) -> dic
     }
 
 
+async def create_webhook_configurations(kube: FakeKube, config: OperatorSettings) -> None:
+    await kube.create(
+        MUTATING_WEBHOOKS,
+        webhook_configuration(config.mutating_webhook_configuration, "/mutate-pods", config),
+    )
+    await kube.create(
+        VALIDATING_WEBHOOKS,
+        webhook_configuration(
+            config.validating_webhook_configuration, "/validate-carrierbindings", config
+        ),
+    )
+
+
 def pod_review(
     pod: Mapping[str, Any], *, namespace: str | None, operation: str = "CREATE"
 ) -> dict[str, Any]:
@@ -334,6 +347,7 @@ async def running_injector(
     bindings: Iterable[Mapping[str, Any]] = (),
     secrets: Iterable[Mapping[str, Any]] = (),
     server_version: tuple[int, int] | None = (1, 33),
+    webhook_configurations: bool = True,
     timeout: float = 20.0,
     **overrides: Any,
 ) -> AsyncIterator[Injector]:
@@ -342,16 +356,8 @@ async def running_injector(
         config = OperatorSettings(
             webhook_port=free_port(), service_namespace="carrier-system", **overrides
         )
-        await kube.create(
-            MUTATING_WEBHOOKS,
-            webhook_configuration(config.mutating_webhook_configuration, "/mutate-pods", config),
-        )
-        await kube.create(
-            VALIDATING_WEBHOOKS,
-            webhook_configuration(
-                config.validating_webhook_configuration, "/validate-carrierbindings", config
-            ),
-        )
+        if webhook_configurations:
+            await create_webhook_configurations(kube, config)
         for obj in secrets:
             await kube.create(SECRETS, obj)
         bindings = list(bindings)

@@ -26,7 +26,12 @@ from carrier_operator.certs import (
     webhook_sans,
 )
 from carrier_operator.config import OperatorSettings
-from tests.injector.harness import running_injector
+from tests.injector.harness import (
+    create_webhook_configurations,
+    running_injector,
+    webhook_configuration,
+)
+from tests.support.kube import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS
 from tests.support.servers import eventually
 
 CONFIG = OperatorSettings(service_name="carrier-operator", service_namespace="carrier-system")
@@ -219,3 +224,44 @@ async def test_cert_manager_files_are_served_and_reloaded(tmp_path: Path) -> Non
         assert await served_fingerprint(port, second.ca_bundle, config.service_host) == fingerprint(
             second
         )
+
+
+async def test_ca_bundle_reaches_configurations_installed_after_start_and_heals_drift() -> None:
+    async with running_injector(webhook_configurations=False) as injector:
+        config = injector.config
+        await create_webhook_configurations(injector.kube, config)
+        injector.operator.call(injector.server.check_certificate_now)
+        material = injector.server.material
+        assert material is not None
+        expected = base64.b64encode(material.ca_bundle).decode()
+
+        def bundles() -> list[str]:
+            found = []
+            for resource, name in (
+                (MUTATING_WEBHOOKS, config.mutating_webhook_configuration),
+                (VALIDATING_WEBHOOKS, config.validating_webhook_configuration),
+            ):
+                obj = injector.kube.get(resource, None, name) or {}
+                for hook in obj.get("webhooks", []):
+                    found.append(hook.get("clientConfig", {}).get("caBundle", ""))
+            return found
+
+        await eventually(lambda: bundles() == [expected, expected], 10, "caBundles set")
+        # A chart upgrade that blanks the caBundle is repaired at the next check.
+        await injector.kube.patch(
+            MUTATING_WEBHOOKS,
+            None,
+            config.mutating_webhook_configuration,
+            {
+                "webhooks": [
+                    {
+                        **webhook_configuration(
+                            config.mutating_webhook_configuration, "/mutate-pods", config
+                        )["webhooks"][0]
+                    }
+                ]
+            },
+        )
+        assert bundles()[0] == ""
+        injector.operator.call(injector.server.check_certificate_now)
+        await eventually(lambda: bundles() == [expected, expected], 10, "caBundle repaired")

@@ -1,0 +1,77 @@
+"""When the heartbeat extends a lease, by how much, and where it stops (fake clock, no I/O)."""
+
+from __future__ import annotations
+
+from carrier_sidecar.acknowledger import Acknowledger
+from carrier_sidecar.heartbeat import Heartbeat
+from carrier_sidecar.liveness import Liveness
+from carrier_sidecar.meter import NullMeter
+from carrier_sidecar.settings import Settings
+from carrier_sidecar.sqs import SqsPort
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pending(ack: Acknowledger) -> dict[str, int]:
+    """What the acknowledger will send next (its queue is internal; nothing is sent here)."""
+    changes = ack._changes  # the only way to look without an SQS call
+    return {handle: change.seconds for handle, change in changes.items()}
+
+
+def make(visibility: float, enabled: bool = True) -> tuple[Heartbeat, Acknowledger, Clock]:
+    port = SqsPort(Settings.from_fields({"sqs_queue_name": "q"}), NullMeter())
+    ack = Acknowledger(port, NullMeter())
+    clock = Clock()
+    return Heartbeat(ack, visibility, enabled=enabled, clock=clock), ack, clock
+
+
+async def test_extends_when_a_third_is_left_and_stops_when_untracked() -> None:
+    beat, ack, clock = make(30)
+    beat.track("h1", "m1", received_at=0.0)
+    assert beat.beat() == 20.0
+    assert pending(ack) == {}
+    clock.now = 20.0
+    assert beat.beat() == 20.0  # extended to 50; next due at 40
+    assert pending(ack) == {"h1": 30}
+    ack._changes.clear()
+    beat.untrack("h1")
+    clock.now = 40.0
+    assert beat.beat() is None
+    assert pending(ack) == {}
+
+
+async def test_never_beyond_twelve_hours_since_the_receive() -> None:
+    beat, ack, clock = make(30)
+    beat.track("h1", "m1", received_at=0.0)
+    clock.now = 43200 - 12
+    beat.beat()
+    assert pending(ack) == {"h1": 12}
+    ack._changes.clear()
+    clock.now = 43200 - 0.5
+    assert beat.beat() is None, "nothing left to give: the lease is dropped"
+    assert pending(ack) == {}
+
+
+async def test_off_or_too_short_to_keep_up() -> None:
+    for heartbeat in (make(30, enabled=False)[0], make(0.5)[0]):
+        heartbeat.track("h1", "m1", received_at=0.0)
+        assert heartbeat.beat() is None
+
+
+def test_liveness_parked_loops_count_as_alive() -> None:
+    clock = Clock()
+    live = Liveness(2, stale_after=10, clock=clock)
+    assert live.live()
+    clock.now = 11
+    assert not live.live()
+    live.stamp(0)
+    live.park(1, True)
+    assert live.live()
+    clock.now = 30
+    assert not live.live(), "loop 0 stopped stamping"

@@ -4,6 +4,8 @@ lookup before kopf's index is filled (one API GET, still the pod's own namespace
 
 from __future__ import annotations
 
+from typing import Any
+
 from carrier_operator import admission
 from carrier_operator.config import SIDECAR_CONTAINER
 from tests.injector.conftest import assert_valid_pod, containers, patched
@@ -59,7 +61,7 @@ async def test_before_the_index_is_filled_the_api_answers_for_the_pods_namespace
         answer = await injector.mutate(replicaset_pod("orders"), namespace="team-a")
         assert not answer.allowed
         assert answer.message == 'CarrierBinding "orders" not found in namespace "team-a"'
-        gets = injector.kube.requests("GET", "/carrierbindings/orders")
+        gets: list[Any] = injector.kube.requests("GET", "/carrierbindings/orders")
         assert [r.url.path for r in gets] == [
             "/apis/carrier.amplify.security/v1alpha1/namespaces/team-a/carrierbindings/orders"
         ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from carrier_operator.certs import (
     CertDirectory,
@@ -96,9 +97,7 @@ def test_leaf_rotation_keeps_the_ca_and_ca_rotation_bundles_the_old_one() -> Non
     x509.load_pem_x509_certificate(third.cert).verify_directly_issued_by(cas[0])
 
 
-def ssl_encoding():  # type: ignore[no-untyped-def]
-    from cryptography.hazmat.primitives import serialization
-
+def ssl_encoding() -> serialization.Encoding:
     return serialization.Encoding.PEM
 
 

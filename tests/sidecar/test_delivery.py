@@ -244,3 +244,33 @@ async def test_queue_url_instead_of_name_and_endpoint(
     async with in_process(env):
         await eventually(lambda: drained(sqs, url), 10, "the delivery")
     assert webhook.bodies() == [b"by url"]
+
+
+async def test_failed_batch_entries_are_logged_never_dropped_silently(
+    moto: MotoServer,
+    sqs: Any,
+    webhook: WebhookRecorder,
+    queue_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The message vanishes (purged) while its POST runs; SQS then fails its visibility entry."""
+    url = await make_queue(sqs, queue_name)
+
+    async def purge_then_retry_later(_r: web.Request, _g: Received) -> web.StreamResponse:
+        await sqs.purge_queue(QueueUrl=url)
+        return web.Response(status=429, headers={"Retry-After": "5"})
+
+    webhook.responder = purge_then_retry_later
+    sent = await sqs.send_message(QueueUrl=url, MessageBody="vanishes")
+    env = env_for(moto, queue_name, webhook.url, CARRIER_SQS_HEARTBEAT="false")
+    async with in_process(env) as sidecar:
+
+        def logged() -> bool:
+            return any("receipt handle invalid" in r.getMessage() for r in caplog.records)
+
+        await eventually(logged, 10, "the failed entry to be logged")
+        assert sidecar.counter("visibility_changes_retry_after") == 0
+    (record,) = [r for r in caplog.records if "receipt handle invalid" in r.getMessage()]
+    assert record.levelname == "ERROR"
+    assert record.message_id == sent["MessageId"]  # type: ignore[attr-defined]
+    assert record.code == "ReceiptHandleIsInvalid"  # type: ignore[attr-defined]

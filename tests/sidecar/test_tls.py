@@ -1,0 +1,95 @@
+"""An https webhook: verified by default, CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY=true skips it."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.servers import MotoServer, eventually, free_port
+
+from .conftest import depth, drained, env_for, in_process, make_queue
+
+
+def self_signed(directory: Path) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # what many in-cluster servers still offer
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@pytest.fixture
+async def https_webhook(tmp_path: Path) -> AsyncIterator[tuple[str, list[bytes]]]:
+    bodies: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/tls", handle)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=self_signed(tmp_path)).start()
+    try:
+        yield f"https://127.0.0.1:{port}/tls", bodies
+    finally:
+        await runner.cleanup()
+
+
+async def test_skip_verify_delivers_to_a_self_signed_tls12_webhook(
+    moto: MotoServer, sqs: Any, queue_name: str, https_webhook: tuple[str, list[bytes]]
+) -> None:
+    url, bodies = https_webhook
+    queue = await make_queue(sqs, queue_name)
+    await sqs.send_message(QueueUrl=queue, MessageBody="over tls")
+    env = env_for(moto, queue_name, url, CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY="true")
+    async with in_process(env):
+        await eventually(lambda: drained(sqs, queue), 10, "the delivery over TLS")
+    assert bodies == [b"over tls"]
+
+
+async def test_unverifiable_certificate_is_a_failure(
+    moto: MotoServer, sqs: Any, queue_name: str, https_webhook: tuple[str, list[bytes]]
+) -> None:
+    url, bodies = https_webhook
+    queue = await make_queue(sqs, queue_name)
+    await sqs.send_message(QueueUrl=queue, MessageBody="refused")
+    env = env_for(moto, queue_name, url, CARRIER_RETRY_BACKOFF="queue")
+    async with in_process(env) as sidecar:
+        await eventually(lambda: sidecar.counter("deliveries_failure") == 1, 10, "a TLS failure")
+        assert await depth(sqs, queue) == (0, 1)
+    assert bodies == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -44,8 +45,6 @@ def test_endpoint(fields: dict[str, str], endpoint: str | None) -> None:
 
 
 def test_module_entry_point_and_version(sidecar_command: list[str]) -> None:
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "carrier_sidecar", "--version"], capture_output=True, timeout=30
     )

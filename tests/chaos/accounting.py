@@ -93,13 +93,13 @@ class _Ledgers:
         deletes: dict[str, list[Ack]] = defaultdict(list)
         for ack in ledger.acks:
             for handle, seconds in ack.handles:
-                mid = owner.get(handle)
-                if mid is None:
+                whose = owner.get(handle)
+                if whose is None:
                     continue
                 if ack.kind == "delete":
-                    deletes[mid].append(ack)
+                    deletes[whose].append(ack)
                 else:
-                    ops[mid].append((ack.t_req, ack.t_resp, seconds))
+                    ops[whose].append((ack.t_req, ack.t_resp, seconds))
         for items in ops.values():
             items.sort()
         return cls(receives, handles, deletes, ops)

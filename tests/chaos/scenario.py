@@ -153,8 +153,12 @@ async def _feed(
     assert plan.window is not None
     window, sent = plan.window, plan.window
     while sent < len(docs):
+
+        def room(n: int = sent) -> bool:
+            return n - len(delivered) < window - 10
+
         await eventually(
-            lambda n=sent: n - len(delivered) < window - 10,
+            room,
             plan.deadline,
             "room in the feed window",
             every=0.1,

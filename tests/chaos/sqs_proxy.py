@@ -83,7 +83,7 @@ class SqsProxy:
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _client: aiohttp.ClientSession | None = None
-    _open: set[asyncio.BaseTransport] = field(default_factory=set)
+    _open: set[asyncio.Transport] = field(default_factory=set)
     _down: bool = False
 
     @property

@@ -47,7 +47,7 @@ _words = st.sampled_from(
      "q" * 81, "q" * 76 + ".fifo", "x/y", " ", "\t", "\n"]
 )  # fmt: skip
 _text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40
 )
 VALUES = st.one_of(_numbers, _durations, _urls, _words, _text, st.text(string.printable))
 

@@ -24,7 +24,7 @@ from carrier_operator.injection import (
 )
 from tests.injector.conftest import assert_valid_pod, containers, env_of, patched
 from tests.injector.harness import READY, replicaset_pod
-from tests.injector.pss import container_violations
+from tests.support.pss import violations
 
 CONFIG = OperatorSettings()
 SPEC = {"queue": {"name": "orders-q"}, "webhook": {"port": 8080, "path": "/jobs"}}
@@ -154,7 +154,7 @@ def test_probes_follow_the_http_addr_and_vanish_when_it_is_off() -> None:
 
 def test_sidecar_is_restricted_in_both_modes() -> None:
     for native in (True, False):
-        assert container_violations(sidecar_container(SPEC, CONFIG, native=native)) == []
+        assert violations({"containers": [sidecar_container(SPEC, CONFIG, native=native)]}) == []
 
 
 def test_an_invalid_binding_is_refused_naming_the_field() -> None:

@@ -251,6 +251,18 @@ def profile_section(prof: dict[str, Any] | None) -> list[str]:
     return [*out, ""]
 
 
+def _bound_note(rate: float | None, share: float | None, unit: str) -> str:
+    """Whether a ceiling probe saturated the server or only its own Python client."""
+    if not rate or not share:
+        return ""
+    if share >= SERVER_BOUND_SHARE:
+        return "The server was saturated: this is its ceiling here."
+    return (
+        f"The one-process Python client was the limit, not the server: the server's own ceiling is "
+        f"higher (linear extrapolation to one core: ~{fmt(rate / share)} {unit}). No sidecar run came near it."
+    )
+
+
 def render(result: dict[str, Any], keep: str) -> str:
     m = result["machine"]
     sc, wc = result.get("server_ceiling", {}), result.get("webhook_ceiling", {})
@@ -282,10 +294,11 @@ def render(result: dict[str, Any], keep: str) -> str:
         "",
         f"- SQS server ({server['kind']}): plain aiobotocore, {sc.get('consumers')} concurrent receive(10)+DeleteMessageBatch "
         f"loops, no sidecar, no webhook: **{fmt(sc.get('msg_per_s'))} msg/s** with the server at "
-        f"{fmt(100 * (sc.get('server_cpu_share') or 0))} % of a core ({sc.get('messages')} messages).",
+        f"{fmt(100 * (sc.get('server_cpu_share') or 0))} % of a core ({sc.get('messages')} messages). "
+        + _bound_note(sc.get("msg_per_s"), sc.get("server_cpu_share"), "msg/s"),
         f"- Webhook receiver: {wc.get('connections')} raw keep-alive clients: **{fmt(wc.get('req_per_s'))} POST/s** with the "
-        f"receiver at {fmt(100 * (wc.get('receiver_cpu_share') or 0))} % of a core (the client side is the limit "
-        "when that share is well under 100 %).",
+        f"receiver at {fmt(100 * (wc.get('receiver_cpu_share') or 0))} % of a core. "
+        + _bound_note(wc.get("req_per_s"), wc.get("receiver_cpu_share"), "POST/s"),
         "",
     ]
     for key, entry in result.get("configs", {}).items():

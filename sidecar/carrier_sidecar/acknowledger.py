@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from .meter import Meter, VisibilityReason
-from .sqs import MAX_BATCH, SqsPort, error_code
+from .sqs import MAX_BATCH, SqsPort, error_code, is_transient_code
 
 log = logging.getLogger("carrier.ack")
 
@@ -112,12 +113,34 @@ class Acknowledger:
             self._spawn(self._deliver_changes(batch))
 
     # --- one batch, with bounded retries -------------------------------------------------------
+    def _split_or_give_up(
+        self,
+        what: str,
+        pending: list[Any],
+        exc: BaseException,
+        again: Callable[[list[Any]], Coroutine[Any, Any, None]],
+    ) -> None:
+        """One refused entry must not sink its batch: retry each entry alone, once."""
+        if len(pending) > 1:
+            for entry in pending:
+                self._spawn(again([entry]))
+            return
+        (entry,) = pending
+        message_id = entry.message_id if isinstance(entry, _Change) else entry[1]
+        log.error(
+            f"SQS refused to {what} the message",
+            extra={"message_id": message_id, "code": error_code(exc), "error": repr(exc)},
+        )
+
     async def _deliver_deletes(self, batch: list[tuple[str, str]]) -> None:
         pending = batch
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 failures = await self._port.delete_batch([h for h, _ in pending])
             except Exception as exc:
+                if _refused(exc):
+                    self._split_or_give_up("delete", pending, exc, self._deliver_deletes)
+                    return
                 log.warning(
                     "DeleteMessageBatch failed, retrying",
                     extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
@@ -151,6 +174,11 @@ class Acknowledger:
                     [(c.handle, c.seconds) for c in pending]
                 )
             except Exception as exc:
+                if _refused(exc):
+                    self._split_or_give_up(
+                        "change visibility of", pending, exc, self._deliver_changes
+                    )
+                    return
                 log.warning(
                     "ChangeMessageVisibilityBatch failed, retrying",
                     extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
@@ -179,6 +207,12 @@ class Acknowledger:
                 "could not change a message's visibility; it returns when its current visibility ends",
                 extra={"message_id": change.message_id, "reason": change.reason},
             )
+
+
+def _refused(exc: BaseException) -> bool:
+    """SQS refused the whole call (e.g. one entry's visibility past 12 h): retrying as is won't help."""
+    code = error_code(exc)
+    return code is not None and not is_transient_code(code)
 
 
 def _retryable(failure: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from .backoff import failure_visibility
 from .fifo import GroupSequencer
 from .heartbeat import Heartbeat
 from .meter import Meter
-from .outcome import Delivered, Outcome, RetryAt, kind
-from .settings import Settings
+from .outcome import Delivered, Failed, Outcome, RetryAt, kind
+from .settings import SQS_MAX_VISIBILITY, Settings
 from .sqs import Message
 from .transmitter import Transmitter
 
@@ -35,6 +36,7 @@ class Held:
     message_id: str
     give: Callable[[], None]
     """Returns the in-flight slot to the receiver that took it."""
+    received_at: float
 
 
 class Courier:
@@ -66,8 +68,15 @@ class Courier:
         now = time.time()
         batch: list[Held] = []
         for message in messages:
-            handle = message["ReceiptHandle"]
-            held = Held(message, handle, message.get("MessageId", ""), give)
+            handle = message.get("ReceiptHandle")
+            if not isinstance(handle, str) or not handle or handle in self._held:
+                log.error(
+                    "SQS returned a message without a usable receipt handle; skipped",
+                    extra={"message_id": message.get("MessageId")},
+                )
+                give()
+                continue
+            held = Held(message, handle, str(message.get("MessageId", "")), give, received_at)
             self._held[handle] = held
             self._heartbeat.track(handle, held.message_id, received_at)
             sent = message.get("Attributes", {}).get("SentTimestamp")
@@ -97,6 +106,9 @@ class Courier:
             started = time.monotonic()
             try:
                 outcome = await self._transmitter.post(held.message)
+            except Exception as exc:  # a bug must not strand the message or its slot
+                log.exception("delivery crashed", extra={"message_id": held.message_id})
+                outcome = Failed(f"internal error: {exc!r}")
             finally:
                 self._posting.discard(held.handle)
                 self._meter.in_flight(-1)
@@ -119,18 +131,21 @@ class Courier:
                     "delivered", extra={"message_id": held.message_id, "status": outcome.status}
                 )
         elif isinstance(outcome, RetryAt):
-            self._ack.change_visibility(held.handle, outcome.delay, "retry_after", held.message_id)
+            delay = min(outcome.delay, _left_in_12h(held))
+            self._ack.change_visibility(held.handle, delay, "retry_after", held.message_id)
             log.info(
                 "webhook asked to retry later",
                 extra={
                     "message_id": held.message_id,
                     "status": outcome.status,
-                    "retry_in": outcome.delay,
+                    "retry_in": delay,
                 },
             )
         else:
-            count = int(held.message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            count = _receive_count(held.message)
             visibility = failure_visibility(self._settings, count)
+            if visibility is not None:
+                visibility = min(visibility, _left_in_12h(held))
             log.warning(
                 "delivery failed",
                 extra={
@@ -170,3 +185,13 @@ class Courier:
                 await asyncio.gather(*pending, return_exceptions=True)
         for held in list(self._held.values()):
             self.release(held)
+
+
+def _left_in_12h(held: Held) -> int:
+    """SQS rejects a visibility that ends more than 12 h after the receive (1 s of margin)."""
+    return max(0, math.floor(SQS_MAX_VISIBILITY - (time.monotonic() - held.received_at)) - 1)
+
+
+def _receive_count(message: Message) -> int:
+    text = str(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 _UNITS = {
     "ns": 1e-9,
@@ -62,4 +63,5 @@ def format_duration(seconds: float) -> str:
     millis = seconds * 1000
     if millis == int(millis):
         return f"{int(millis)}ms"
-    return f"{seconds!r}s"
+    # The shortest repr, written without an exponent ("1e-09" is not Go syntax): round-trips.
+    return f"{format(Decimal(repr(seconds)), 'f')}s"

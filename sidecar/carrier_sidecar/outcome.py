@@ -69,7 +69,8 @@ def retry_after_seconds(value: str, now: float) -> int | None:
     """``Retry-After`` as delta-seconds or an HTTP-date (RFC 9110), clamped to 0..12 h; None if unreadable."""
     text = value.strip()
     if text.isascii() and text.isdigit():
-        return _clamp(int(text))
+        # Past 12 h the exact number does not matter (and int() refuses over 4300 digits).
+        return _clamp(int(text)) if len(text) <= 12 else int(SQS_MAX_VISIBILITY)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -267,7 +267,12 @@ def _transient(exc: BaseException) -> bool:
     code = error_code(exc)
     if code is None:
         return type(exc).__name__ not in {"NoCredentialsError", "PartialCredentialsError"}
-    return code in _TRANSIENT_CODES
+    return is_transient_code(code)
+
+
+def is_transient_code(code: str) -> bool:
+    """Worth retrying as is: throttling and server-side faults (not a request SQS refuses)."""
+    return code in _TRANSIENT_CODES or "Throttl" in code or (code.isdigit() and int(code) >= 500)
 
 
 def _message(exc: BaseException) -> str:

@@ -175,10 +175,19 @@ async def run_once(
                 out[f"{name}_cpu_share"] = (
                     sampler.cpu_at(drained) - sampler.cpu_at(first)
                 ) / window
+            client_counts: dict[str, int] | None = None
             if counts is not None:
+                out["requests_counted_by"] = "server"
                 client_counts = {
                     k.split("|", 1)[1]: v for k, v in counts.items() if k.startswith("client|")
                 }
+            elif metrics:
+                out["requests_counted_by"] = "sidecar /metrics"
+                client_counts = {}
+                for labels, value in metrics.items():
+                    action = labels.split('action="', 1)[-1].split('"', 1)[0]
+                    client_counts[action] = client_counts.get(action, 0) + int(value)
+            if client_counts is not None:
                 calls = sum(v for k, v in client_counts.items() if not k.endswith(":empty"))
                 out["requests"] = client_counts
                 out["requests_per_msg"] = calls / n

@@ -28,13 +28,13 @@ def fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
     return f"{value:,.{digits}f}{unit}".replace(",", " ")
 
 
-def one_line(key: str, index: int, run: dict[str, Any]) -> str:
+def one_line(key: str, index: int, run: dict[str, Any], server: str = "fauxqs") -> str:
     return (
         f"{key} run {index + 1}: {fmt(run.get('msg_per_s'))} msg/s, "
         f"{fmt(run.get('cpu_ms_per_1000'))} ms CPU/1000, peak {fmt(run.get('peak_rss_mb'), 1)} MB, "
         f"idle {fmt(run.get('idle_rss_mb'), 1)} MB, {fmt(run.get('requests_per_msg'), 3)} req/msg, "
         f"dup {run.get('duplicates')}, p50 {fmt(run.get('latency_p50_ms'), 1)} ms, "
-        f"fauxqs {fmt(100 * (run.get('server_cpu_share') or 0))}% CPU"
+        f"{server} {fmt(100 * (run.get('server_cpu_share') or 0))}% CPU"
     )
 
 
@@ -64,7 +64,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rate, share = med(main, "msg_per_s"), med(main, "server_cpu_share")
     bound = share is not None and share >= SERVER_BOUND_SHARE
     note = (
-        f" (fauxqs at {fmt(100 * share)} % of a core{': server-bound' if bound else ''})"
+        f" ({result['server']['kind']} at {fmt(100 * share)} % of a core{': server-bound' if bound else ''})"
         if share is not None
         else ""
     )

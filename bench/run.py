@@ -184,7 +184,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 one = await run_once(cfg, plan, server, hook, hook_proc.pid, f"{cfg.key}-{k}")
                 one["wall_s"] = time.monotonic() - began
                 result["configs"][cfg.key]["runs"].append(one)
-                print(report.one_line(cfg.key, k, one), flush=True)
+                print(report.one_line(cfg.key, k, one, server.kind), flush=True)
     finally:
         server.stop()
     result["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

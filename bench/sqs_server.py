@@ -142,7 +142,11 @@ def start_moto() -> SqsServer:
         version=version("moto"),
         endpoint=moto.endpoint,
         moto=moto,
-        notes=["moto fallback (node/npm missing): O(queue depth) per call, small N only"],
+        notes=[
+            "moto fallback (node/npm missing): O(queue depth) per call, small N only; SQS "
+            "requests counted from the sidecar's /metrics (`carrier_sqs_requests_total`), "
+            "n/a for a sidecar without it"
+        ],
     )
 
 

@@ -251,3 +251,45 @@ async def test_malformed_answers_are_survived(
     finally:
         await runner.close()
         await webhook.stop()
+
+
+async def test_a_flaky_start_up_is_retried(
+    moto: MotoServer, sqs: Any, queue_name: str, proxy: SqsProxy, tmp_path: Path
+) -> None:
+    """Throttling and a 500 on the queue lookup at start-up: retried, then the sidecar runs."""
+    url = (await sqs.create_queue(QueueName=queue_name))["QueueUrl"]
+    await sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": "m-0"}))
+    spoil = [KINDS["throttling"], KINDS["http_500"]]
+
+    async def flaky_lookup(
+        request: web.Request, action: str, proxy: SqsProxy
+    ) -> web.StreamResponse | None:
+        if action in ("GetQueueUrl", "GetQueueAttributes") and spoil:
+            answer = await spoil.pop(0)(request, action, proxy)  # type: ignore[misc]
+            assert isinstance(answer, web.StreamResponse)
+            return answer
+        return None
+
+    proxy.mischief = flaky_lookup
+    webhook = await WebhookRecorder().start()
+    runner = SidecarRunner(
+        env={
+            "CARRIER_SQS_ENDPOINT": proxy.endpoint,
+            "CARRIER_SQS_QUEUE_NAME": queue_name,
+            "CARRIER_SQS_WAIT_TIME": "1s",
+            "CARRIER_HTTP_ADDR": "none",
+        },
+        webhook_url=f"{webhook.url}/hook",
+        log_dir=tmp_path,
+    )
+    try:
+        await runner.start()
+        await eventually(
+            lambda: bool(webhook.bodies()) or not runner.alive(), 20, "the message delivered"
+        )
+        assert runner.alive(), runner.log_tail()
+        assert not spoil, "the start-up never met the bad answers"
+        assert await runner.end("final", 15) == 0, runner.log_tail()
+    finally:
+        await runner.close()
+        await webhook.stop()

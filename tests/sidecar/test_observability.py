@@ -171,3 +171,22 @@ async def test_probes_and_stat_log_through_the_real_process(
         assert await sidecar.wait(15) == 0
     stats = next(json.loads(line) for line in sidecar.lines if '"msg": "stats"' in line)
     assert "messages_received" in stats
+
+
+async def test_stop_while_waiting_for_the_webhook_exits_0_without_receiving(
+    moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str
+) -> None:
+    Worker(webhook)  # never healthy
+    url = await make_queue(sqs, queue_name)
+    await sqs.send_message(QueueUrl=url, MessageBody="untouched")
+    env = env_for(
+        moto,
+        queue_name,
+        webhook.url + "/work",
+        CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT=webhook.url + "/health",
+    )
+    async with in_process(env) as sidecar:
+        await eventually(lambda: webhook.received, 10, "a health check")
+        assert await sidecar.finish(timeout=5) == 0
+        assert receives(sidecar) == 0
+    assert await depth(sqs, url) == (1, 0)

@@ -35,8 +35,10 @@ class Held:
     handle: str
     message_id: str
     give: Callable[[], None]
-    """Returns the in-flight slot to the receiver that took it."""
+    """Returns the slot to the receiver that took it."""
     received_at: float
+    gate: asyncio.Semaphore
+    """The receiver's POST permits (``workers`` of them)."""
 
 
 class Courier:
@@ -63,7 +65,13 @@ class Courier:
     def held(self) -> int:
         return len(self._held)
 
-    def accept(self, messages: list[Message], received_at: float, give: Callable[[], None]) -> None:
+    def accept(
+        self,
+        messages: list[Message],
+        received_at: float,
+        give: Callable[[], None],
+        gate: asyncio.Semaphore,
+    ) -> None:
         """Take a receive's messages; each holds one slot until its acknowledgement."""
         now = time.time()
         batch: list[Held] = []
@@ -76,7 +84,7 @@ class Courier:
                 )
                 give()
                 continue
-            held = Held(message, handle, str(message.get("MessageId", "")), give, received_at)
+            held = Held(message, handle, str(message.get("MessageId", "")), give, received_at, gate)
             self._held[handle] = held
             self._heartbeat.track(handle, held.message_id, received_at)
             sent = message.get("Attributes", {}).get("SentTimestamp")
@@ -98,25 +106,26 @@ class Courier:
     async def run_one(self, held: Held) -> bool:
         """Deliver one held message and acknowledge it; True if the webhook took it."""
         try:
-            if self.stopping:
-                self.release(held)
-                return False
-            self._meter.in_flight(1)
-            self._posting.add(held.handle)
-            started = time.monotonic()
-            try:
-                outcome = await self._transmitter.post(held.message)
-            except Exception as exc:  # a bug must not strand the message or its slot
-                log.exception("delivery crashed", extra={"message_id": held.message_id})
-                outcome = Failed(f"internal error: {exc!r}")
-            finally:
-                self._posting.discard(held.handle)
-                self._meter.in_flight(-1)
-            self._meter.delivered(kind(outcome), time.monotonic() - started)
-            self._settle(held, outcome)
-            return isinstance(outcome, Delivered)
+            async with held.gate:
+                if self.stopping:
+                    self.release(held)
+                    return False
+                self._meter.in_flight(1)
+                self._posting.add(held.handle)
+                started = time.monotonic()
+                try:
+                    outcome = await self._transmitter.post(held.message)
+                except Exception as exc:  # a bug must not strand the message or its slot
+                    log.exception("delivery crashed", extra={"message_id": held.message_id})
+                    outcome = Failed(f"internal error: {exc!r}")
+                finally:
+                    self._posting.discard(held.handle)
+                    self._meter.in_flight(-1)
+                self._meter.delivered(kind(outcome), time.monotonic() - started)
+                self._settle(held, outcome)
+                return isinstance(outcome, Delivered)
         except asyncio.CancelledError:
-            self.release(held)  # the POST was cut short by shutdown
+            self.release(held)  # cut short by shutdown, waiting for a permit or mid-POST
             raise
 
     def _settle(self, held: Held, outcome: Outcome) -> None:

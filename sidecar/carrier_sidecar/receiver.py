@@ -1,5 +1,10 @@
-"""Long-poll loops. Each owns ``workers`` in-flight slots and asks for min(batch, free slots)
-as soon as one is free, so a slow delivery only ever holds its own slot."""
+"""Long-poll loops, each with its own budget: ``workers`` POSTs at a time, plus one batch ahead.
+
+A receiver holds at most ``workers + batch`` messages and asks for a full batch as soon as a
+batch's worth of slots is free: few SQS calls per message, while a slow delivery only ever holds
+one POST permit (no head-of-line blocking). Messages waiting for a permit are held like any
+other: kept invisible by the heartbeat, released at shutdown.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +26,21 @@ SHORT_POLL_FLOOR = 1.0  # with a wait time under 1s, an empty queue is polled at
 
 
 class Slots:
-    """A counter of free in-flight slots that can hand out several at once."""
+    """A counter of free slots (messages a receiver may hold), handed out a batch at a time."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.free = size
         self._freed = asyncio.Event()
 
-    async def take_up_to(self, wanted: int) -> int:
-        while self.free == 0:
+    async def take(self, count: int) -> int:
+        """Wait until ``count`` slots are free (at most the size) and take them."""
+        count = min(count, self.size)
+        while self.free < count:
             self._freed.clear()
             await self._freed.wait()
-        taken = min(wanted, self.free)
-        self.free -= taken
-        return taken
+        self.free -= count
+        return count
 
     def give(self, count: int = 1) -> None:
         self.free += count
@@ -48,13 +54,15 @@ async def receive_loop(
     courier: Courier,
     liveness: Liveness,
 ) -> None:
-    slots = Slots(settings.sqs_receiver_workers)
+    batch = settings.sqs_batch_size
+    slots = Slots(settings.sqs_receiver_workers + batch)
+    posts = asyncio.Semaphore(settings.sqs_receiver_workers)
     give = slots.give
     visibility = settings.sqs_visibility_timeout
     failures = 0
     while True:
         liveness.park(index, True)
-        wanted = await slots.take_up_to(settings.sqs_batch_size)
+        wanted = await slots.take(batch)
         liveness.park(index, False)
         try:
             messages = await port.receive(wanted, settings.sqs_wait_time, visibility)
@@ -87,7 +95,7 @@ async def receive_loop(
         if len(messages) < wanted:
             slots.give(wanted - len(messages))
         if messages:
-            courier.accept(messages, time.monotonic(), give)
+            courier.accept(messages, time.monotonic(), give, posts)
         elif settings.sqs_wait_time < SHORT_POLL_FLOOR:
             await asyncio.sleep(SHORT_POLL_FLOOR - settings.sqs_wait_time)  # no busy loop
 

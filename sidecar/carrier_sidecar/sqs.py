@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from . import __version__
 from .meter import Meter
 from .settings import ConfigError, Settings, env_name
 
@@ -140,6 +141,8 @@ class SqsPort:
             max_pool_connections=s.sqs_receivers + 2,
             retries={"mode": "standard", "total_max_attempts": 1},
             parameter_validation=False,
+            # A fixed string: botocore otherwise rebuilds and sanitises its own on every call.
+            user_agent=f"carrier-sidecar/{__version__}",
         )
         self._client = await self._stack.enter_async_context(
             session.create_client(

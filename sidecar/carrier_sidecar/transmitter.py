@@ -42,6 +42,7 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
         connector=connector,
         headers={"User-Agent": USER_AGENT},
         auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),  # never replay a worker's Set-Cookie to it
     )
 
 

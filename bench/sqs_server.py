@@ -154,4 +154,11 @@ def start(prefer: str = "auto", log: Path | None = None) -> SqsServer:
     """fauxqs when node/npm are here (or ``prefer='fauxqs'``), else moto."""
     if prefer == "moto" or (prefer == "auto" and not node_available()):
         return start_moto()
-    return start_fauxqs(log)
+    try:
+        return start_fauxqs(log)
+    except (OSError, subprocess.SubprocessError) as exc:
+        if prefer == "fauxqs":
+            raise
+        server = start_moto()
+        server.notes.insert(0, f"fauxqs could not be installed or started ({exc}): moto instead")
+        return server

@@ -1,15 +1,22 @@
-"""``carrier-sidecar`` / ``python -m carrier_sidecar``: settings → run → exit code (2 = bad config)."""
+"""``carrier-sidecar`` / ``python -m carrier_sidecar``: settings → run → exit code (2 = bad config).
+
+SIGTERM/SIGINT are caught from the first line of ``main`` (before the heavy imports), so a pod
+stopped while it starts still exits 0 instead of dying by the signal.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .settings import ConfigError, Settings, env_names, unknown_variables
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 USAGE = """\
 usage: carrier-sidecar [--help | --version]
@@ -23,19 +30,27 @@ Exit codes: 0 stopped by SIGTERM/SIGINT, 1 unexpected error, 2 bad configuration
 3 webhook health check offline, 128+N a second signal N (immediate exit).
 """
 
+_early_signals: list[int] = []
+
+
+def _remember(signum: int, _frame: FrameType | None) -> None:
+    _early_signals.append(signum)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _remember)
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in {"-V", "--version"}:
         print(f"carrier-sidecar {__version__}")
         return 0
+    from .settings import ConfigError, Settings, env_names, unknown_variables
+
     if args:
         names = "\n".join(f"  {env}" for _, env in env_names())
-        print(
-            USAGE.format(variables=names),
-            file=sys.stdout if args[0] in {"-h", "--help"} else sys.stderr,
-        )
-        return 0 if args[0] in {"-h", "--help"} else 2
+        helping = args[0] in {"-h", "--help"}
+        print(USAGE.format(variables=names), file=sys.stdout if helping else sys.stderr)
+        return 0 if helping else 2
     try:
         settings = Settings.load()
     except ConfigError as exc:
@@ -44,9 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import configure
 
     configure(settings.log_level, settings.enable_colorized_logging)
+    import logging
+
     log = logging.getLogger("carrier")
     for name in unknown_variables(os.environ):
         log.warning("unknown variable ignored (a typo?)", extra={"variable": name})
+    if _early_signals:
+        log.info("signal received while starting: exiting", extra={"signal": _early_signals[0]})
+        return 0
     try:
         return _run_loop(settings)
     except ConfigError as exc:
@@ -58,14 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_loop(settings: Settings) -> int:
     from .app import run
 
+    coro = run(settings, early_signals=_early_signals)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is in the sidecar extra
-        return asyncio.run(run(settings))
-    return uvloop.run(run(settings))
+        import asyncio
+
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
-def _config_error(exc: ConfigError) -> int:
+def _config_error(exc: Exception) -> int:
     text = " ".join(str(exc).split())
     print(f"carrier-sidecar: {text}", file=sys.stderr)
     return 2

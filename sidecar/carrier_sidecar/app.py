@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .acknowledger import Acknowledger
@@ -44,6 +44,7 @@ async def run(
     metrics: Metrics | None = None,
     handle_signals: bool = True,
     on_probe_port: Callable[[int], None] | None = None,
+    early_signals: Sequence[int] = (),
 ) -> int:
     """Run until stopped; return the process exit code. Raises ConfigError before receiving."""
     stop = stop or asyncio.Event()
@@ -66,6 +67,8 @@ async def run(
     if bind is not None:
         probe = ProbeServer(bind, metrics, liveness.live, ready)
     signals = _SignalHandlers(loop, stop) if handle_signals else None
+    if early_signals:  # caught by __main__ before this loop could handle signals
+        stop.set()
     background: list[asyncio.Task[Any]] = []
     receivers: list[asyncio.Task[None]] = []
     exit_code = EXIT_OK

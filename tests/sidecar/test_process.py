@@ -251,3 +251,33 @@ async def test_colourised_logs_for_people(
     assert "batch_size" in line
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
+
+
+def catches_sigterm(pid: int) -> bool:
+    """The process has installed a SIGTERM handler (Linux: the SigCgt mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except FileNotFoundError:
+        return False
+    return False
+
+
+async def test_sigterm_while_starting_exits_0(
+    moto: MotoServer,
+    sqs: Any,
+    webhook: WebhookRecorder,
+    queue_name: str,
+    sidecar_command: list[str],
+) -> None:
+    url = await make_queue(sqs, queue_name)
+    await sqs.send_message(QueueUrl=url, MessageBody="untouched")
+    env = env_for(moto, queue_name, webhook.url)
+    async with sidecar_process(sidecar_command, env) as sidecar:
+        await eventually(lambda: catches_sigterm(sidecar.proc.pid), 10, "the early handler")
+        sidecar.proc.send_signal(signal.SIGTERM)  # most likely still importing
+        assert await sidecar.wait(15) == 0
+    assert webhook.received == []
+    assert await depth(sqs, url) == (1, 0), "nothing received"

@@ -104,6 +104,8 @@ async def run(
         settings=settings,
         memo=kopf.Memo(config=config),
         standalone=not config.peering,
+        # A name makes peering mandatory in kopf: only then must the peering object exist.
+        peering_name=config.peering_name if config.peering else None,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}{LIVENESS_PATH}",
@@ -126,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     peering.add_argument(
         "--standalone", dest="peering", action="store_const", const=False, help="no peering"
     )
+    parser.add_argument("--peering-name", help="(Cluster)KopfPeering object to elect through")
     parser.add_argument("--liveness-port", type=int)
     parser.add_argument("--queue-check-interval", type=float, help="seconds")
     parser.add_argument("--webhook-port", type=int)

@@ -36,6 +36,11 @@ class OperatorSettings(BaseSettings):
     log_format: Literal["json", "plain"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     peering: bool = Field(False, description="kopf peering; off for single-replica installs.")
+    peering_name: str = Field(
+        "carrier-operator",
+        min_length=1,
+        description="Name of the (Cluster)KopfPeering object replicas elect one reconciler through.",
+    )
     liveness_port: int = Field(8080, ge=1, le=65535, description="kopf's /healthz liveness port.")
 
     # --- reconciliation --------------------------------------------------------------------

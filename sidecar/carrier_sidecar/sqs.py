@@ -121,7 +121,10 @@ class SqsPort:
         from aiobotocore.config import AioConfig  # lazy: keep `--help` and errors light
         from aiobotocore.session import get_session
 
+        from .endpoints import install_lean_resolver
+
         session = get_session()
+        install_lean_resolver(session)
         s = self._settings
         region = (
             s.sqs_region

@@ -230,6 +230,11 @@ async def run(plan: Plan, moto: MotoServer, workdir: Path) -> Outcome:
             for share, kind in plan.events():
                 target = int(share * plan.messages)
                 await wait_for(lambda t=target: len(faulty.delivered) >= t, f"{target} delivered")
+                if kind in ("sigterm", "sigkill"):
+                    # Signal a process that runs the sidecar's code: a signal during interpreter
+                    # start-up (before any of it ran) kills it by the signal, nothing received.
+                    number = runner.current.number
+                    await wait_for(lambda n=number: n in proxy.seen, f"incarnation {number} up")
                 faults[kind] += 1
                 if kind in ("sigterm", "sigkill"):
                     await runner.end(kind, SHUTDOWN_TIMEOUT + 10)

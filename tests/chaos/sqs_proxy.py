@@ -80,6 +80,8 @@ class SqsProxy:
     incarnation: int = 0
     ledger: Ledger = field(default_factory=Ledger)
     requests: list[tuple[float, str]] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    """Incarnations that have made at least one call (they are past interpreter start-up)."""
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _client: aiohttp.ClientSession | None = None
@@ -146,6 +148,7 @@ class SqsProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         action = request.headers.get("X-Amz-Target", "").rpartition(".")[2] or "?"
         self.requests.append((time.monotonic(), action))
+        self.seen.add(self.incarnation)
         self.ledger.calls[action] = self.ledger.calls.get(action, 0) + 1
         if self.mischief is not None:
             answer = await self.mischief(request, action, self)

@@ -7,14 +7,18 @@ from collections.abc import Callable
 
 
 class Liveness:
-    """Each loop stamps as it goes; a loop parked on a full in-flight budget counts as alive."""
+    """Each loop stamps as it goes; a loop parked on a full in-flight budget counts as alive.
+
+    Loops start parked: until receiving begins the sidecar is waiting (for the queue to resolve or
+    the worker's health gate to open), and a slow worker must not get its sidecar restarted.
+    """
 
     def __init__(self, loops: int, stale_after: float, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._stale_after = stale_after
         now = clock()
         self._stamps = [now] * loops
-        self._parked = [False] * loops
+        self._parked = [True] * loops
 
     def stamp(self, loop: int) -> None:
         self._stamps[loop] = self._clock()

@@ -67,11 +67,15 @@ async def test_off_or_too_short_to_keep_up() -> None:
 def test_liveness_parked_loops_count_as_alive() -> None:
     clock = Clock()
     live = Liveness(2, stale_after=10, clock=clock)
+    clock.now = 1000
+    assert live.live(), "loops that have not started yet (gate closed) are waiting, not stuck"
+    live.park(0, False)
+    live.park(1, False)
     assert live.live()
-    clock.now = 11
+    clock.now = 1011
     assert not live.live()
     live.stamp(0)
     live.park(1, True)
     assert live.live()
-    clock.now = 30
+    clock.now = 1030
     assert not live.live(), "loop 0 stopped stamping"

@@ -5,6 +5,12 @@ DeleteMessageBatch / ChangeMessageVisibilityBatch calls: at once when ten are pe
 a short linger, and on ``flush``. Pending work is keyed by receipt handle, so it is bounded by the
 messages the sidecar holds. Entries SQS reports failed are retried (bounded) and then logged:
 never silently dropped.
+
+A delete may carry a ``then`` callback, run once SQS has answered it (done, gone, or given up):
+the courier keeps the message's heartbeat lease until then, so a slow delete cannot let the
+visibility run out and the message be handed out again after its 2xx. Heartbeat extensions are
+therefore sent even while a delete of the same message is pending; one that loses the race to
+the delete fails as "receipt handle invalid", which is expected and logged at debug level.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +33,9 @@ MAX_ATTEMPTS = 6
 _RETRY_BASE = 0.2
 _RETRY_CAP = 5.0
 _GONE = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight"})
+_REMEMBER_DELETED = (
+    1024  # handles recently deleted: a heartbeat refused for one of them is expected
+)
 
 
 @dataclass(slots=True)
@@ -36,20 +46,41 @@ class _Change:
     reason: VisibilityReason
 
 
+@dataclass(slots=True, eq=False)
+class _Delete:
+    handle: str
+    message_id: str
+    then: Callable[[], None] | None = None
+
+    def done(self) -> None:
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+
+
 class Acknowledger:
     def __init__(self, port: SqsPort, meter: Meter, *, linger: float = LINGER) -> None:
         self._port = port
         self._meter = meter
         self._linger = linger
-        self._deletes: dict[str, str] = {}  # receipt handle -> message id
+        self._deletes: dict[str, _Delete] = {}
+        self._deleting: set[str] = set()  # handles whose DeleteMessageBatch is in progress
+        self._deleted: OrderedDict[str, None] = OrderedDict()  # bounded memory of recent deletes
         self._changes: dict[str, _Change] = {}
         self._wake = asyncio.Event()
         self._calls: set[asyncio.Task[None]] = set()
 
     # --- what the flow asks for --------------------------------------------------------------
-    def delete(self, handle: str, message_id: str) -> None:
-        self._changes.pop(handle, None)  # a delete supersedes any pending visibility change
-        self._deletes[handle] = message_id
+    def delete(self, handle: str, message_id: str, then: Callable[[], None] | None = None) -> None:
+        """Delete the message; ``then`` runs once SQS has answered (or the delete was given up)."""
+        change = self._changes.get(handle)
+        if change is not None and change.reason != "heartbeat":
+            del self._changes[handle]  # a delete supersedes a pending visibility change
+        previous = self._deletes.get(handle)
+        entry = _Delete(handle, message_id, then)
+        if previous is not None and previous.then is not None:
+            entry.then = _both(previous.then, then)
+        self._deletes[handle] = entry
         if len(self._deletes) >= MAX_BATCH:
             self._send_deletes()
         else:
@@ -58,7 +89,7 @@ class Acknowledger:
     def change_visibility(
         self, handle: str, seconds: int, reason: VisibilityReason, message_id: str
     ) -> None:
-        if handle in self._deletes:
+        if handle in self._deletes and reason != "heartbeat":
             return
         self._changes[handle] = _Change(handle, message_id, seconds, reason)
         if len(self._changes) >= MAX_BATCH:
@@ -100,9 +131,9 @@ class Acknowledger:
 
     def _send_deletes(self) -> None:
         while self._deletes:
-            batch = list(self._deletes.items())[:MAX_BATCH]
-            for handle, _ in batch:
-                del self._deletes[handle]
+            batch = list(self._deletes.values())[:MAX_BATCH]
+            for entry in batch:
+                del self._deletes[entry.handle]
             self._spawn(self._deliver_deletes(batch))
 
     def _send_changes(self) -> None:
@@ -126,21 +157,34 @@ class Acknowledger:
                 self._spawn(again([entry]))
             return
         (entry,) = pending
-        message_id = entry.message_id if isinstance(entry, _Change) else entry[1]
         log.error(
             f"SQS refused to {what} the message",
-            extra={"message_id": message_id, "code": error_code(exc), "error": repr(exc)},
+            extra={"message_id": entry.message_id, "code": error_code(exc), "error": repr(exc)},
         )
 
-    async def _deliver_deletes(self, batch: list[tuple[str, str]]) -> None:
+    async def _deliver_deletes(self, batch: list[_Delete]) -> None:
+        """One batch, retried (bounded); every entry's ``then`` runs when it is settled."""
+        for entry in batch:
+            self._deleting.add(entry.handle)
+        handed_over: set[_Delete] = set()
+        try:
+            handed_over = await self._delete_with_retries(batch)
+        finally:
+            for entry in batch:
+                if entry not in handed_over:
+                    self._deleting.discard(entry.handle)
+                    entry.done()
+
+    async def _delete_with_retries(self, batch: list[_Delete]) -> set[_Delete]:
+        """Returns the entries handed to single-entry retries: they settle there."""
         pending = batch
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                failures = await self._port.delete_batch([h for h, _ in pending])
+                failures = await self._port.delete_batch([e.handle for e in pending])
             except Exception as exc:
                 if _refused(exc):
                     self._split_or_give_up("delete", pending, exc, self._deliver_deletes)
-                    return
+                    return set(pending) if len(pending) > 1 else set()
                 log.warning(
                     "DeleteMessageBatch failed, retrying",
                     extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
@@ -149,22 +193,36 @@ class Acknowledger:
             else:
                 self._meter.deleted(len(pending) - len(failures))
                 retry = []
-                for index, failure in failures.items():
-                    handle, message_id = pending[index]
-                    if _retryable(failure):
-                        retry.append((handle, message_id))
+                for index, entry in enumerate(pending):
+                    failure = failures.get(index)
+                    if failure is None:
+                        self._remember_deleted(entry.handle)
+                    elif _retryable(failure):
+                        retry.append(entry)
                     else:
-                        _log_gone("delete", message_id, failure)
+                        _log_gone("delete", entry.message_id, failure)
             pending = retry
             if not pending:
-                return
+                return set()
             if attempt < MAX_ATTEMPTS:
                 await asyncio.sleep(_pause(attempt))
-        for _handle, message_id in pending:
+        for entry in pending:
             log.error(
                 "could not delete a delivered message; it will be delivered again",
-                extra={"message_id": message_id, "attempts": MAX_ATTEMPTS},
+                extra={"message_id": entry.message_id, "attempts": MAX_ATTEMPTS},
             )
+        return set()
+
+    def _remember_deleted(self, handle: str) -> None:
+        self._deleted[handle] = None
+        if len(self._deleted) > _REMEMBER_DELETED:
+            self._deleted.popitem(last=False)
+
+    def _lost_to_a_delete(self, change: _Change) -> bool:
+        """A heartbeat that raced its message's delete and lost: expected, nothing to report."""
+        return change.reason == "heartbeat" and (
+            change.handle in self._deleting or change.handle in self._deleted
+        )
 
     async def _deliver_changes(self, batch: list[_Change]) -> None:
         pending = batch
@@ -191,6 +249,10 @@ class Acknowledger:
                     failure = failures.get(index)
                     if failure is None:
                         done[change.reason] = done.get(change.reason, 0) + 1
+                    elif self._lost_to_a_delete(change):
+                        log.debug(
+                            "heartbeat after the delete", extra={"message_id": change.message_id}
+                        )
                     elif _retryable(failure):
                         retry.append(change)
                     else:
@@ -207,6 +269,15 @@ class Acknowledger:
                 "could not change a message's visibility; it returns when its current visibility ends",
                 extra={"message_id": change.message_id, "reason": change.reason},
             )
+
+
+def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:
+    def run() -> None:
+        first()
+        if second is not None:
+            second()
+
+    return run
 
 
 def _refused(exc: BaseException) -> bool:

@@ -37,6 +37,7 @@ class Held:
     give: Callable[[], None]
     """Returns the slot to the receiver that took it."""
     received_at: float
+    """When the receive was asked (monotonic): no later than SQS started the visibility clock."""
     gate: asyncio.Semaphore
     """The receiver's POST permits (``workers`` of them)."""
 
@@ -131,15 +132,21 @@ class Courier:
     def _settle(self, held: Held, outcome: Outcome) -> None:
         if self._held.pop(held.handle, None) is None:
             return
-        self._heartbeat.untrack(held.handle)
         held.give()
         if isinstance(outcome, Delivered):
-            self._ack.delete(held.handle, held.message_id)
+            # The lease lives until SQS has answered the delete: a delete that is slow to land
+            # must not let the visibility run out and the message go out again after its 2xx.
+            handle = held.handle
+            self._ack.delete(handle, held.message_id, then=lambda: self._heartbeat.untrack(handle))
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "delivered", extra={"message_id": held.message_id, "status": outcome.status}
                 )
-        elif isinstance(outcome, RetryAt):
+            return
+        # A visibility change sets the visibility itself; an extension landing after it would
+        # only undo it, so the lease ends here.
+        self._heartbeat.untrack(held.handle)
+        if isinstance(outcome, RetryAt):
             delay = min(outcome.delay, _left_in_12h(held))
             self._ack.change_visibility(held.handle, delay, "retry_after", held.message_id)
             log.info(

@@ -192,7 +192,9 @@ def main() -> int:
         say("queue drained: every message was delivered and deleted")
         if not args.once:
             say(
-                f"still running; send more with: aws --endpoint-url {endpoint} sqs send-message --queue-url {url} --message-body hi"
+                "still running; send more with (any credentials work locally):\n      "
+                "AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 "
+                f"aws --endpoint-url {endpoint} sqs send-message --queue-url {url} --message-body hi"
             )
             say("press Ctrl-C to stop")
             while sidecar.poll() is None:

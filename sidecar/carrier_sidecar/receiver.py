@@ -64,6 +64,9 @@ async def receive_loop(
         liveness.park(index, True)
         wanted = await slots.take(batch)
         liveness.park(index, False)
+        # SQS starts the visibility clock somewhere between the ask and the answer's arrival; the
+        # lease counts from the ask, so a slow answer cannot make the heartbeat extend too late.
+        asked_at = time.monotonic()
         try:
             messages = await port.receive(wanted, settings.sqs_wait_time, visibility)
         except asyncio.CancelledError:
@@ -95,7 +98,7 @@ async def receive_loop(
         if len(messages) < wanted:
             slots.give(wanted - len(messages))
         if messages:
-            courier.accept(messages, time.monotonic(), give, posts)
+            courier.accept(messages, asked_at, give, posts)
         elif settings.sqs_wait_time < SHORT_POLL_FLOOR:
             await asyncio.sleep(SHORT_POLL_FLOOR - settings.sqs_wait_time)  # no busy loop
 

@@ -10,6 +10,7 @@ docs/compatibility.md.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -267,3 +268,27 @@ async def test_bad_configuration_one_line_exit_2(
     assert len(err.splitlines()) == 1, err
     assert expected in err
     assert "Traceback" not in err
+
+
+async def test_sigterm_lets_the_running_delivery_finish(
+    endpoint: str, sqs: Any, webhook: WebhookRecorder, sidecar_command: list[str]
+) -> None:
+    """SIGTERM mid-POST: the POST completes, its message is deleted, the exit code is 0."""
+    name = f"compat-{uuid.uuid4().hex[:8]}"
+    url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
+    release = asyncio.Event()
+
+    async def answer(_request: web.Request, _got: Received) -> web.StreamResponse:
+        await asyncio.wait_for(release.wait(), 20)
+        return web.Response(status=200)
+
+    webhook.responder = answer
+    await sqs.send_message(QueueUrl=url, MessageBody="slow")
+    async with sidecar_process(sidecar_command, go_env(endpoint, name, webhook.url)) as sidecar:
+        await eventually(lambda: bool(webhook.received), timeout=15, what="the POST")
+        sidecar.proc.terminate()
+        await eventually(lambda: sidecar.logged("draining"), timeout=10, what="the drain")
+        assert sidecar.proc.returncode is None  # still waiting for the running POST
+        release.set()
+        assert await sidecar.wait(30) == 0
+    assert await _empty(sqs, url)

@@ -11,6 +11,11 @@ the courier keeps the message's heartbeat lease until then, so a slow delete can
 visibility run out and the message be handed out again after its 2xx. Heartbeat extensions are
 therefore sent even while a delete of the same message is pending; one that loses the race to
 the delete fails as "receipt handle invalid", which is expected and logged at debug level.
+
+Visibility changes of one message are sent one at a time, in the order asked: a newer change
+waits while an older one is in flight, and replaces an older one still waiting or being retried.
+Otherwise a heartbeat extension still in flight could land after the release (visibility 0) or
+backoff that followed it, and leave the message invisible, e.g. after the sidecar has exited.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from asyncio import FIRST_COMPLETED
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -38,7 +44,7 @@ _REMEMBER_DELETED = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Change:
     handle: str
     message_id: str
@@ -67,6 +73,7 @@ class Acknowledger:
         self._deleting: set[str] = set()  # handles whose DeleteMessageBatch is in progress
         self._deleted: OrderedDict[str, None] = OrderedDict()  # bounded memory of recent deletes
         self._changes: dict[str, _Change] = {}
+        self._changing: set[str] = set()  # handles with a visibility change in flight
         self._wake = asyncio.Event()
         self._calls: set[asyncio.Task[None]] = set()
 
@@ -111,18 +118,26 @@ class Acknowledger:
             self._send_changes()
 
     async def flush(self, wait: float = 10.0) -> None:
-        """Send everything pending now and wait (bounded) for every call in progress."""
-        self._send_deletes()
-        self._send_changes()
-        if self._calls:
-            _done, pending = await asyncio.wait(set(self._calls), timeout=wait)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.error(
-                    "acknowledgements still unsent at shutdown; those messages will be delivered again",
-                    extra={"calls": len(pending)},
-                )
+        """Send everything pending and wait (bounded) until every call has been answered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            self._send_deletes()
+            self._send_changes()  # changes waiting for an earlier one of their message, too
+            left = deadline - loop.time()
+            if not self._calls or left <= 0:
+                break
+            await asyncio.wait(set(self._calls), timeout=left, return_when=FIRST_COMPLETED)
+        calls = set(self._calls)
+        for task in calls:
+            task.cancel()
+        if calls or self._deletes or self._changes:
+            log.error(
+                "acknowledgements still unsent at shutdown; those messages will be delivered again",
+                extra={"calls": len(calls), "unsent": len(self._deletes) + len(self._changes)},
+            )
+        if calls:
+            await asyncio.gather(*calls, return_exceptions=True)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -137,10 +152,12 @@ class Acknowledger:
             self._spawn(self._deliver_deletes(batch))
 
     def _send_changes(self) -> None:
-        while self._changes:
-            batch = list(self._changes.values())[:MAX_BATCH]
+        ready = [c for c in self._changes.values() if c.handle not in self._changing]
+        for start in range(0, len(ready), MAX_BATCH):
+            batch = ready[start : start + MAX_BATCH]
             for change in batch:
                 del self._changes[change.handle]
+                self._changing.add(change.handle)
             self._spawn(self._deliver_changes(batch))
 
     # --- one batch, with bounded retries -------------------------------------------------------
@@ -225,6 +242,21 @@ class Acknowledger:
         )
 
     async def _deliver_changes(self, batch: list[_Change]) -> None:
+        """One batch, retried (bounded); then the next change of each message may go."""
+        handed_over: set[_Change] = set()
+        try:
+            handed_over = await self._changes_with_retries(batch)
+        finally:
+            waiting = False
+            for change in batch:
+                if change not in handed_over:
+                    self._changing.discard(change.handle)
+                    waiting = waiting or change.handle in self._changes
+            if waiting:
+                self._wake.set()
+
+    async def _changes_with_retries(self, batch: list[_Change]) -> set[_Change]:
+        """Returns the entries handed to single-entry retries: they settle there."""
         pending = batch
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -236,7 +268,7 @@ class Acknowledger:
                     self._split_or_give_up(
                         "change visibility of", pending, exc, self._deliver_changes
                     )
-                    return
+                    return set(pending) if len(pending) > 1 else set()
                 log.warning(
                     "ChangeMessageVisibilityBatch failed, retrying",
                     extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
@@ -259,9 +291,10 @@ class Acknowledger:
                         _log_gone("change visibility of", change.message_id, failure)
                 for reason, count in done.items():
                     self._meter.visibility_changed(count, reason)
-            pending = retry
+            # A newer change of the same message is waiting: it replaces this one.
+            pending = [c for c in retry if c.handle not in self._changes]
             if not pending:
-                return
+                return set()
             if attempt < MAX_ATTEMPTS:
                 await asyncio.sleep(_pause(attempt))
         for change in pending:
@@ -269,6 +302,7 @@ class Acknowledger:
                 "could not change a message's visibility; it returns when its current visibility ends",
                 extra={"message_id": change.message_id, "reason": change.reason},
             )
+        return set()
 
 
 def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:

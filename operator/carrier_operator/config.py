@@ -54,7 +54,7 @@ class OperatorSettings(BaseSettings):
     )
     sidecar_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     sidecar_cpu_request: str = "10m"
-    sidecar_memory_request: str = "48Mi"
+    sidecar_memory_request: str = "64Mi"
     sidecar_memory_limit: str = "128Mi"
     native_sidecar: Literal["auto", "always", "never"] = Field(
         "auto",

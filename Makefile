@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .cache/tools
 
-.PHONY: all venv demo test check lint typecheck pytest tools bench chaos e2e clean
+.PHONY: all venv demo test check lint typecheck pytest tools bench chaos e2e crds clean
 
 all: test
 
@@ -41,11 +41,17 @@ tools: venv
 bench: venv
 	$(BIN)/python -m bench.run
 
+## Full chaos runs (10 000 messages per queue) and the full admission fuzz (10 000 bodies).
 chaos: venv
-	CARRIER_CHAOS=full $(BIN)/pytest -q -p no:cacheprovider tests/chaos
+	CARRIER_CHAOS=full $(BIN)/pytest -q -p no:cacheprovider tests/chaos tests/injector/test_fuzz.py
 
 e2e: venv
 	$(BIN)/pytest -q -p no:cacheprovider -m e2e tests/e2e
+
+## Regenerate the CRD from the sidecar's settings model, and the chart's copy of it.
+crds: venv
+	$(BIN)/python -m carrier_operator.crd > crds/carrierbinding.yaml
+	cp crds/carrierbinding.yaml charts/carrier/crds/carrierbinding.yaml
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -292,3 +292,27 @@ async def test_sigterm_lets_the_running_delivery_finish(
         release.set()
         assert await sidecar.wait(30) == 0
     assert await _empty(sqs, url)
+
+
+async def test_heartbeat_keeps_a_long_delivery_invisible(
+    endpoint: str, sqs: Any, webhook: WebhookRecorder, sidecar_command: list[str]
+) -> None:
+    """A 1 MB message whose POST takes 2.5 visibility timeouts is POSTed once, then deleted."""
+    name = f"compat-{uuid.uuid4().hex[:8]}"
+    url = (await sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "2"}))[
+        "QueueUrl"
+    ]
+
+    async def slow(_request: web.Request, _got: Received) -> web.StreamResponse:
+        await asyncio.sleep(5)  # the slow worker under test, not a synchronisation
+        return web.Response(status=200)
+
+    webhook.responder = slow
+    body = "x" * 1_000_000
+    await sqs.send_message(QueueUrl=url, MessageBody=body)
+    async with sidecar_process(sidecar_command, go_env(endpoint, name, webhook.url)) as sidecar:
+        await eventually(lambda: bool(webhook.received), timeout=15, what="the POST")
+        await eventually(lambda: _empty(sqs, url), timeout=15, what="the delete")
+        assert await stop(sidecar) == 0
+    assert [len(b) for b in webhook.bodies()] == [len(body)]
+    assert webhook.received[0].headers["X-Carrier-Receive-Count"] == "1"

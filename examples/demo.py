@@ -96,7 +96,13 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: children are cleaned up
 
-    import boto3  # the dev extra; only the demo's own "producer" uses it
+    try:
+        import aiohttp  # noqa: F401  (the sample worker runs on this interpreter too)
+        import boto3  # the dev extra; only the demo's own "producer" uses it
+    except ImportError as exc:
+        raise SystemExit(
+            f"demo: {exc.name} is missing: run `make demo`, or .venv/bin/python examples/demo.py"
+        ) from None
 
     sqs_port, worker_port, probe_port = free_port(), free_port(), free_port()
     endpoint = f"http://127.0.0.1:{sqs_port}"

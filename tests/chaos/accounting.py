@@ -7,11 +7,13 @@ A duplicate is every 2xx delivery of an id after its first. For each, with ``pre
 before it and ``nxt`` the receive that led to it, the cause is the first that holds:
 
 ``server``      the server handed the message out again while the previous receipt was surely
-                still invisible, or after a delete it had acknowledged (its own at-least-once);
+                still invisible, to two receives that overlapped in time, or after a delete it
+                had acknowledged (its own at-least-once);
 ``sigkill``     the incarnation that got ``prev``'s 2xx was SIGKILLed before the message came
                 back, and no delete of it had been acknowledged;
-``sqs_outage``  an SQS outage or freeze overlapped the time between ``prev`` and the re-receive:
-                the delete could not reach the server before the visibility ran out;
+``sqs_outage``  an SQS outage or freeze overlapped the time from ``prev``'s receive request (when
+                SQS starts the visibility clock) to the re-receive: the delete could not reach
+                the server before the visibility ran out;
 ``sigterm``     the incarnation was SIGTERMed before the message came back and its drain did
                 not get the delete acknowledged by its exit (the graceful path's bug: must be 0);
 ``timeout``     the visibility had surely run out while ``prev``'s POST was still running (a
@@ -172,7 +174,12 @@ def _cause(
     if r_prev is None or r_next is None or r_next is r_prev:
         return "sidecar"
     deletes = index.deletes.get(mid, [])
-    if index.surely_invisible(mid, r_next) or any(a.t_resp < r_next.t_req for a in deletes):
+    overlapping = r_next.t_req < r_prev.t_resp and r_prev.t_req < r_next.t_resp
+    if (
+        overlapping
+        or index.surely_invisible(mid, r_next)
+        or any(a.t_resp < r_next.t_req for a in deletes)
+    ):
         return "server"
     inc = incarnations.get(prev.incarnation)
     own_deletes = [a for a in deletes if a.incarnation == prev.incarnation]
@@ -183,7 +190,7 @@ def _cause(
         and inc.t_signal < r_next.t_resp
     ):
         return "sigkill"
-    if any(w.t_start < r_next.t_resp and w.t_end > prev.t_start for w in windows):
+    if any(w.t_start < r_next.t_resp and w.t_end > r_prev.t_req for w in windows):
         return "sqs_outage"
     if (
         inc is not None

@@ -79,6 +79,23 @@ def test_an_outage_between_the_2xx_and_the_re_receive_is_the_outage() -> None:
     assert cause == "sqs_outage"
 
 
+def test_one_message_to_two_overlapping_receives_is_the_servers() -> None:
+    ledger = Ledger()
+    ledger.receives.append(Receive(0.5, 0.9, 1, 3.0, (("a", "h1"),)))
+    ledger.receives.append(Receive(0.6, 1.0, 2, 3.0, (("a", "h2"),)))
+    deliveries = [_ok("a", 1, 1.0), _ok("a", 2, 1.1)]
+    incs = _incs(("final", 20, 21), ("final", 20, 21))
+    report = account(["a"], deliveries, ledger, incs, [])
+    assert dict(report.duplicates) == {"server": 1}
+
+
+def test_an_outage_between_the_receive_request_and_the_2xx_is_the_outage() -> None:
+    # SQS stamped the visibility at the request (0.5); the freeze ended before the POST began.
+    windows = [Window("sqs_freeze", 0.55, 0.95)]
+    cause = _duplicate_cause(_two_receives(), _incs(("final", 20, 21), ("final", 30, 31)), windows)
+    assert cause == "sqs_outage"
+
+
 def test_a_late_delete_with_no_fault_is_late_ack() -> None:
     ledger = _two_receives()
     ledger.acks.append(Ack(10.5, 10.6, 1, "delete", (("h1", 0.0),)))

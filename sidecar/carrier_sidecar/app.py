@@ -18,6 +18,7 @@ from typing import Any
 
 from .acknowledger import Acknowledger
 from .courier import Courier
+from .footprint import settle
 from .health import WebhookHealthGate, WebhookOffline
 from .heartbeat import Heartbeat
 from .liveness import Liveness
@@ -124,6 +125,7 @@ async def run(
                 "webhook": settings.webhook_endpoint,
             },
         )
+        settle()  # start-up is over: give its garbage back before the first long poll idles
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         exit_code = _exit_code(done - {stopped})

@@ -2,17 +2,22 @@
 
 Kubernetes probes and Prometheus scrapes hit it every few seconds, so it logs nothing per
 request; its answers come from two callables owned by the app, which knows what "alive" and
-"ready" mean.
+"ready" mean. It runs on aiohttp's low-level server (``aiohttp.web_server``) rather than
+``aiohttp.web``: three fixed routes need no router, and ``aiohttp.web`` would load the application,
+routing and static-file machinery (~1 MB of resident memory) for nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
-from aiohttp import web
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import Response
+from aiohttp.web_server import Server
 from prometheus_client.exposition import choose_encoder
 
 from .metrics import Metrics
@@ -37,48 +42,59 @@ class ProbeServer:
         self._metrics = metrics
         self._live = live
         self._ready = ready
-        self._runner: web.AppRunner | None = None
+        self._server: Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
         self.port = addr[1]
+        self._routes: dict[str, Callable[[BaseRequest], Awaitable[Response]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._serve_metrics,
+        }
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._serve_metrics)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
-        )
-        await runner.setup()
+        server = Server(self._dispatch, access_log=None)
         host, port = self._addr
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._listener = await asyncio.get_running_loop().create_server(server, host, port)
+        self._server = server
+        self.port = int(self._listener.sockets[0].getsockname()[1])
         log.info("probe server listening", extra={"host": host, "port": self.port})
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        """Stop listening, close idle keep-alive connections, give a request in flight a grace."""
+        listener, self._listener = self._listener, None
+        server, self._server = self._server, None
+        if listener is not None:
+            listener.close()
+        if server is not None:
+            await asyncio.sleep(0)  # let requests already accepted start, as aiohttp's runner does
+            server.pre_shutdown()
+            await server.shutdown(SHUTDOWN_GRACE)
+        if listener is not None:
+            await listener.wait_closed()
 
-    async def _healthz(self, _request: web.Request) -> web.Response:
+    async def _dispatch(self, request: BaseRequest) -> Response:
+        route = self._routes.get(request.path)
+        if route is None:
+            return Response(status=404, text="404: Not Found")
+        if request.method not in {"GET", "HEAD"}:
+            return Response(status=405, text="405: Method Not Allowed", headers={"Allow": "GET"})
+        return await route(request)
+
+    async def _healthz(self, _request: BaseRequest) -> Response:
         return _probe("live", self._live)
 
-    async def _readyz(self, _request: web.Request) -> web.Response:
+    async def _readyz(self, _request: BaseRequest) -> Response:
         return _probe("ready", self._ready)
 
-    async def _serve_metrics(self, request: web.Request) -> web.Response:
+    async def _serve_metrics(self, request: BaseRequest) -> Response:
         # Content negotiation as prometheus_client's own handler does it (text or OpenMetrics).
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        response = web.Response(body=encoder(self._metrics.registry))
+        response = Response(body=encoder(self._metrics.registry))
         response.headers["Content-Type"] = content_type
         return response
 
 
-def _probe(name: str, check: Callable[[], bool]) -> web.Response:
+def _probe(name: str, check: Callable[[], bool]) -> Response:
     try:
         ok = bool(check())
         reason = "" if ok else f"{name} check returned false"
@@ -88,7 +104,7 @@ def _probe(name: str, check: Callable[[], bool]) -> web.Response:
     body: dict[str, object] = {name: ok}
     if reason:
         body["reason"] = reason
-    return web.Response(
+    return Response(
         status=200 if ok else 503,
         text=json.dumps(body),
         content_type="application/json",

@@ -5,6 +5,7 @@ Fields passed with ``extra={...}`` become keys of the JSON object (or ``key=valu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -64,8 +65,22 @@ class ColourFormatter(logging.Formatter):
         return line
 
 
+class _Handler(logging.StreamHandler[TextIO]):
+    """Drops lines written to a closed stdout (``carrier-sidecar | head -1``): they have nowhere
+    to go, and a traceback per line would bury the one message that matters on stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ValueError):
+            return
+        super().handleError(record)
+
+    def flush(self) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            super().flush()
+
+
 def configure(level: str = "info", colour: bool = False, stream: TextIO | None = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = _Handler(stream or sys.stdout)
     handler.setFormatter(ColourFormatter() if colour else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -279,8 +279,12 @@ def render(result: dict[str, Any], keep: str) -> str:
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores; {m.get('memory_gb')} GB RAM; kernel {m['kernel']}",
         f"- Python {m['python']}, Node {m.get('node')}",
-        f"- Load average (1 min) at start {fmt(m['loadavg'][0], 2)}, at end {fmt(m.get('loadavg_end', [None])[0], 2)}: "
-        "other helpers shared these 2 cores while this ran.",
+        f"- Load average (1 min) at start {fmt(m['loadavg'][0], 2)}, at end {fmt(m.get('loadavg_end', [None])[0], 2)}"
+        + (
+            ": other work shared these 2 cores while this ran."
+            if max(m["loadavg"][0], (m.get("loadavg_end") or [0])[0]) >= 1
+            else " (the machine was otherwise quiet)."
+        ),
         "",
         "## Against the targets",
         "",

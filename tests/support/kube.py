@@ -20,6 +20,7 @@ Facts about kmock 0.8 this harness works around (see the toolchain notes):
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import sys
@@ -37,7 +38,8 @@ import yaml
 KUBECONFIG = Path(tempfile.gettempdir()) / f"carrier-tests-kubeconfig-{os.getpid()}.yaml"
 os.environ["KUBECONFIG"] = str(KUBECONFIG)
 if "kubernetes.config.kube_config" in sys.modules:  # imported before us: patch its default too
-    sys.modules["kubernetes.config.kube_config"].KUBE_CONFIG_DEFAULT_LOCATION = str(KUBECONFIG)
+    _kube_config: Any = sys.modules["kubernetes.config.kube_config"]  # untyped library module
+    _kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(KUBECONFIG)
 
 from carrier_operator import binding as _binding  # noqa: E402
 
@@ -215,16 +217,20 @@ class FakeKube:
                 found.append(obj.raw)
         return found
 
-    def events(self, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+    def events(
+        self, namespace: str | None = None, name: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
         """Events posted (by kopf's poster), optionally only those about one object."""
         events = self.list(EVENTS, namespace)
         if name is not None:
             events = [e for e in events if (e.get("involvedObject") or {}).get("name") == name]
         return events
 
-    def requests(self, method: str | None = None, path_part: str = "") -> list[kmock.Request]:
+    def requests(
+        self, method: str | None = None, path_part: str = ""
+    ) -> builtins.list[kmock.Request]:
         """Requests the API has served so far (kmock 0.8 has no ``.requests``: iterate it)."""
-        found: list[kmock.Request] = []
+        found: builtins.list[kmock.Request] = []
         for request in list(self.mock):
             if method is not None and str(request.method.value).upper() != method.upper():
                 continue

@@ -46,9 +46,12 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, every: floa
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, every: float = 0.05
+    check: Callable[[], object], timeout: float, what: str, every: float = 0.05
 ) -> None:
-    """Async poll with a deadline: the test-side replacement for ``sleep``."""
+    """Async poll with a deadline: the test-side replacement for ``sleep``.
+
+    ``check`` returns anything truthy when done (a bool, a non-empty list), or an awaitable of it.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
@@ -173,8 +176,8 @@ class WebhookRecorder:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port or free_port())
         await site.start()
         server = site._server
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)
+        self.port = int(server.sockets[0].getsockname()[1])
         return self
 
     async def stop(self) -> None:

@@ -112,7 +112,7 @@ def test_the_pss_checker_catches_each_breach() -> None:
     """Guards the test above: every relaxation of the chart's pod is reported."""
     good = pod_spec_of(one(render_default(), "Deployment"))
     assert violations(good) == []
-    breaches = {
+    breaches: dict[str, dict[str, Any]] = {
         "allowPrivilegeEscalation": {"allowPrivilegeEscalation": True},
         "capabilities.drop": {"capabilities": {"drop": []}},
         "capabilities.add": {"capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}},

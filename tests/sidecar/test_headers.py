@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from carrier_sidecar.headers import build_headers, encode_value
 
 
-def message(**attrs: dict[str, str]) -> dict[str, object]:
+def message(**attrs: Mapping[str, str | bytes]) -> dict[str, object]:
     return {
         "MessageId": "id-1",
         "Body": "{}",
@@ -46,7 +47,7 @@ def test_unsafe_content_type_falls_back_to_the_default() -> None:
 
 
 def test_string_and_number_attributes_pass_binary_is_skipped() -> None:
-    attrs = {
+    attrs: dict[str, dict[str, str | bytes]] = {
         "tenant": {"DataType": "String", "StringValue": "acme"},
         "priority": {"DataType": "Number", "StringValue": "7"},
         "kind": {"DataType": "String.custom", "StringValue": "x"},

@@ -37,17 +37,19 @@ async def test_stat_log_emits_counters_memory_and_tasks(
     with pytest.raises(asyncio.CancelledError):
         await logging_task
 
-    first, last = stats_records(caplog)[0], stats_records(caplog)[-1]
-    assert first.levelno == logging.INFO
-    assert first.messages_received == 2
-    assert type(first.messages_received) is int  # whole counts print as JSON integers
-    assert first.deliveries_success == 1
-    assert first.messages_deleted == 1
-    assert first.in_flight_messages == 1
-    assert first.rss_bytes > 1_000_000  # a Python process is megabytes, never zero
-    assert first.memory.endswith(" MB")
-    assert first.tasks >= 1  # at least the stat log's own task
-    assert last.messages_received == 7  # each line reads the counters afresh
+    first_record, last_record = stats_records(caplog)[0], stats_records(caplog)[-1]
+    assert first_record.levelno == logging.INFO
+    # The counters arrive as ``extra=`` fields, which logging stores in the record's __dict__.
+    first, last = vars(first_record), vars(last_record)
+    assert first["messages_received"] == 2
+    assert type(first["messages_received"]) is int  # whole counts print as JSON integers
+    assert first["deliveries_success"] == 1
+    assert first["messages_deleted"] == 1
+    assert first["in_flight_messages"] == 1
+    assert first["rss_bytes"] > 1_000_000  # a Python process is megabytes, never zero
+    assert first["memory"].endswith(" MB")
+    assert first["tasks"] >= 1  # at least the stat log's own task
+    assert last["messages_received"] == 7  # each line reads the counters afresh
 
 
 async def test_stat_log_waits_one_interval_before_the_first_line(

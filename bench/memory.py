@@ -75,7 +75,7 @@ sys.exit(main())
 
 
 def make_queue(endpoint: str) -> str:
-    import boto3  # type: ignore[import-untyped]
+    import boto3
 
     client = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing").client(
         "sqs", endpoint_url=endpoint, region_name="us-east-1"

@@ -230,7 +230,7 @@ def _for_jsonschema(node: Any) -> Any:
 def validator() -> jsonschema.protocols.Validator:
     schema = _for_jsonschema(copy.deepcopy(root_schema()))
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)  # type: ignore[no-any-return]
+    return cls(schema)
 
 
 def _examples(folder: Path) -> list[Path]:

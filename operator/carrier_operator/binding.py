@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from carrier_sidecar.settings import Settings, env_name, env_names
+from carrier_sidecar.settings import Settings, env_name, env_names, first_error, lower_first
 
 GROUP = "carrier.amplify.security"
 VERSION = "v1alpha1"
@@ -92,20 +92,16 @@ def render_settings(spec: Mapping[str, Any]) -> Settings:
 
 
 def _describe(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
-    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    loc = err.get("loc") or ()
-    if not loc:
+    field, message, _ = first_error(exc)
+    if field is None:
         # Cross-field rules name variables; say which spec fields those are.
         # Longest names first: CARRIER_RETRY_BACKOFF is a prefix of CARRIER_RETRY_BACKOFF_BASE.
-        for field, path in sorted(_field_paths().items(), key=lambda fp: -len(fp[0])):
-            message = message.replace(env_name(field), f"spec.{path}")
+        for name, path in sorted(_field_paths().items(), key=lambda fp: -len(fp[0])):
+            message = message.replace(env_name(name), f"spec.{path}")
         return message
-    field = str(loc[0])
-    path = _field_paths().get(field, field)
-    if field == "webhook_endpoint" and path == "webhook.url":
-        path = "webhook"
-    return f"spec.{path}: {message[:1].lower()}{message[1:]}"
+    # webhook.url shares its field with the webhook.port/path shortcut: name the section.
+    path = "webhook" if field == "webhook_endpoint" else _field_paths().get(field, field)
+    return f"spec.{path}: {lower_first(message)}"
 
 
 def render_env(spec: Mapping[str, Any]) -> dict[str, str]:

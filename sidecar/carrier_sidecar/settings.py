@@ -412,23 +412,29 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 
-def describe_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
-    """The first error as one line: ``CARRIER_X: what is wrong (got 'value')``."""
+def first_error(exc: ValidationError) -> tuple[str | None, str, Any]:
+    """(field, message, input) of the first error; field is None for a cross-field rule, whose
+    message already names what it is about. Shared by every one-line error in the project."""
     err = exc.errors(include_url=False)[0]
     message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     loc = err.get("loc") or ()
-    if not loc:
+    return (str(loc[0]) if loc else None), message, err.get("input")
+
+
+def describe_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
+    """The first error as one line: ``CARRIER_X: what is wrong (got 'value')``."""
+    field, message, given = first_error(exc)
+    if field is None:
         return message
-    variable = prefix + str(loc[0]).upper()
-    given = err.get("input")
+    variable = prefix + field.upper()
     if (
         isinstance(given, str | int | float)
         and not isinstance(given, bool)
         and repr(str(given)) not in message
     ):
-        return f"{variable}: {_lower_first(message)} (got {str(given)!r})"
-    return f"{variable}: {_lower_first(message)}"
+        return f"{variable}: {lower_first(message)} (got {str(given)!r})"
+    return f"{variable}: {lower_first(message)}"
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 from carrier_sidecar import app
 from carrier_sidecar.metrics import Metrics
 from carrier_sidecar.settings import Settings
+from tests.chaos.sqs_proxy import Mischief, SqsProxy
 from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually
 
 FAST = {
@@ -109,6 +110,21 @@ async def in_process(env: Mapping[str, str]) -> AsyncIterator[InProcess]:
             raise sidecar.task.exception()  # type: ignore[misc]
 
 
+@contextlib.asynccontextmanager
+async def proxy_to(
+    moto: MotoServer, mischief: Mischief, before_stop: Callable[[], None] | None = None
+) -> AsyncIterator[SqsProxy]:
+    """The chaos suite's recording SQS proxy in front of moto, misbehaving as ``mischief`` says;
+    ``before_stop`` lets go of whatever the mischief holds, so the proxy can stop."""
+    proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, mischief=mischief).start()
+    try:
+        yield proxy
+    finally:
+        if before_stop is not None:
+            before_stop()
+        await proxy.stop()
+
+
 @pytest.fixture(scope="session")
 def sidecar_command() -> list[str]:
     found = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
@@ -122,7 +138,16 @@ def process_env(env: Mapping[str, str]) -> dict[str, str]:
     return {**base, **AWS_TEST_ENV, "PYTHONUNBUFFERED": "1", **env}
 
 
-__all__ = ["depth", "drained", "env_for", "eventually", "in_process", "make_queue", "process_env"]
+__all__ = [
+    "depth",
+    "drained",
+    "env_for",
+    "eventually",
+    "in_process",
+    "make_queue",
+    "process_env",
+    "proxy_to",
+]
 
 
 @dataclass

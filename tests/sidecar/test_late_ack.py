@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from aiohttp import web
 from tests.chaos.sqs_proxy import SqsProxy
 from tests.support.servers import MotoServer, WebhookRecorder, eventually
 
-from .conftest import drained, env_for, in_process, make_queue
+from .conftest import drained, env_for, in_process, make_queue, proxy_to
 
 VISIBILITY = 2  # seconds; the heartbeat extends when a third is left
 
@@ -39,23 +38,13 @@ class DeleteGate:
         # returning nothing: the proxy forwards it to moto
 
 
-@contextlib.asynccontextmanager
-async def proxy_to(moto: MotoServer, gate: DeleteGate) -> AsyncIterator[SqsProxy]:
-    proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, mischief=gate).start()
-    try:
-        yield proxy
-    finally:
-        gate.open.set()
-        await proxy.stop()
-
-
 async def test_a_slow_delete_does_not_let_the_message_out_again(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str
 ) -> None:
     url = await make_queue(sqs, queue_name, VisibilityTimeout=str(VISIBILITY))
     await sqs.send_message(QueueUrl=url, MessageBody="once")
     gate = DeleteGate()
-    async with proxy_to(moto, gate) as proxy:
+    async with proxy_to(moto, gate, before_stop=gate.open.set) as proxy:
         loop = asyncio.get_running_loop()
 
         def extensions_since_hold() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from aiohttp import web
 from tests.chaos.sqs_proxy import SqsProxy
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
 
-from .conftest import depth, env_for, in_process, make_queue
+from .conftest import depth, env_for, in_process, make_queue, proxy_to
 
 VISIBILITY = 6  # the first extension is sent 4 s after the receive
 SLOW_ANSWER = 3.0  # how long the server takes to answer that extension
@@ -38,15 +37,6 @@ class SlowExtension:
             self.seen.set()
             await asyncio.sleep(SLOW_ANSWER)  # the fault's length, not a synchronisation
         # returning nothing: the proxy forwards it to moto
-
-
-@contextlib.asynccontextmanager
-async def proxy_to(moto: MotoServer, mischief: SlowExtension) -> AsyncIterator[SqsProxy]:
-    proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, mischief=mischief).start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
 
 
 async def test_a_late_heartbeat_does_not_undo_the_release_at_shutdown(

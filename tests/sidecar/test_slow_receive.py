@@ -8,8 +8,6 @@ arrival would extend too late and let the message out again while its POST runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +15,7 @@ from aiohttp import web
 from tests.chaos.sqs_proxy import SqsProxy
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
 
-from .conftest import drained, env_for, in_process, make_queue
+from .conftest import drained, env_for, in_process, make_queue, proxy_to
 
 VISIBILITY = 4  # the heartbeat extends when a third (1.33 s) is left
 ANSWER_DELAY = 3.5  # longer than that third, shorter than the visibility
@@ -39,15 +37,6 @@ class SlowFirstAnswer:
             self.delayed = True
             await asyncio.sleep(ANSWER_DELAY)  # the fault's length, not a synchronisation
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
-
-
-@contextlib.asynccontextmanager
-async def proxy_to(moto: MotoServer, mischief: SlowFirstAnswer) -> AsyncIterator[SqsProxy]:
-    proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, mischief=mischief).start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
 
 
 async def test_a_late_receive_answer_does_not_let_the_message_out_during_its_post(

@@ -27,6 +27,7 @@ from tests.chaos.accounting import Report, Window, account, order_violations
 from tests.chaos.faulty_webhook import FaultyWebhook
 from tests.chaos.sidecar import SidecarRunner
 from tests.chaos.sqs_proxy import SqsProxy
+from tests.support.queues import queue_counts
 from tests.support.servers import MotoServer, WebhookRecorder, eventually
 
 VISIBILITY = 3.0
@@ -165,16 +166,6 @@ async def _feed(
         )
         await _send(client, plan, url, docs[sent : sent + 10])
         sent += 10
-
-
-async def queue_counts(client: Any, url: str) -> dict[str, int]:
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    answer = await client.get_queue_attributes(QueueUrl=url, AttributeNames=names)
-    return {name: int(answer["Attributes"].get(name, 0)) for name in names}
 
 
 async def run(plan: Plan, moto: MotoServer, workdir: Path) -> Outcome:

@@ -22,6 +22,7 @@ from aiohttp import web
 from tests.chaos.sidecar import SidecarRunner
 from tests.chaos.sqs_proxy import SqsProxy
 from tests.fuzz.sqs_mischief import KINDS
+from tests.support.queues import queue_counts
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
 
 ACTIONS = ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
@@ -140,17 +141,8 @@ async def test_misbehaving_sqs_is_retried_with_backoff_and_recovers(
         assert runner.alive(), runner.log_tail()
 
         async def empty() -> bool:
-            attrs = (
-                await sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                        "ApproximateNumberOfMessagesDelayed",
-                    ],
-                )
-            )["Attributes"]
-            return not any(int(v) for v in attrs.values()) or not runner.alive()
+            counts = await queue_counts(sqs, url)
+            return not any(counts.values()) or not runner.alive()
 
         await eventually(empty, 20, "the queue to empty", every=0.25)
         assert runner.alive(), runner.log_tail()
@@ -234,16 +226,8 @@ async def test_malformed_answers_are_survived(
         assert runner.alive(), runner.log_tail()
 
         async def empty() -> bool:
-            attrs = (
-                await sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                    ],
-                )
-            )["Attributes"]
-            return not any(int(v) for v in attrs.values()) or not runner.alive()
+            counts = await queue_counts(sqs, url)
+            return not any(counts.values()) or not runner.alive()
 
         await eventually(empty, 20, "the queue to empty", every=0.25)
         assert runner.alive(), runner.log_tail()

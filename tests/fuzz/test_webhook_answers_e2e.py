@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.chaos.sidecar import SidecarRunner
+from tests.support.queues import queue_counts
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
 
 REQUEST_TIMEOUT = 1.5
@@ -140,16 +141,7 @@ async def test_odd_webhook_answers_never_crash_or_lose(
     queue_left: dict[str, int] = {}
 
     async def settled() -> bool:
-        attrs = (
-            await sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )
-        )["Attributes"]
-        queue_left.update({k: int(v) for k, v in attrs.items()})
+        queue_left.update(await queue_counts(sqs, url))
         in_queue = sum(queue_left.values())
         # A 2xx'd message leaves the queue; an undelivered one must still be in it.
         return (

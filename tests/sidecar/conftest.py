@@ -18,6 +18,7 @@ from carrier_sidecar import app
 from carrier_sidecar.metrics import Metrics
 from carrier_sidecar.settings import Settings
 from tests.chaos.sqs_proxy import Mischief, SqsProxy
+from tests.support.queues import queue_counts
 from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually
 
 FAST = {
@@ -38,12 +39,8 @@ async def make_queue(sqs: Any, name: str, **attributes: str) -> str:
 
 async def depth(sqs: Any, url: str) -> tuple[int, int]:
     """(visible, in flight) as the queue reports them."""
-    got = await sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    a = got["Attributes"]
-    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+    counts = await queue_counts(sqs, url)
+    return counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]
 
 
 async def drained(sqs: Any, url: str) -> bool:

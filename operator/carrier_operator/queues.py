@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import exceptions as boto
 
+from carrier_sidecar.aws import classify_code, error_code, error_message, region_from_url
 from carrier_sidecar.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,19 +29,6 @@ DEPTH_ATTRIBUTES = (
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
 )
-_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
-_DENIED = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidSecurity",
-    "MissingAuthenticationToken",
-    "KMS.AccessDeniedException",
-}
-_REGION_IN_HOST = re.compile(r"(?:^|\.)(?:sqs\.)?([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d)\.")
 
 
 @dataclass(frozen=True)
@@ -62,11 +48,7 @@ def region_for(settings: Settings) -> str | None:
     """The spec's region, else the one in an AWS queue URL; None leaves it to the AWS chain."""
     if settings.sqs_region:
         return settings.sqs_region
-    if settings.sqs_queue_url:
-        found = _REGION_IN_HOST.search(urlsplit(settings.sqs_queue_url).hostname or "")
-        if found:
-            return found.group(1)
-    return None
+    return region_from_url(settings.sqs_queue_url) or region_from_url(settings.sqs_endpoint)
 
 
 class QueueReader:
@@ -106,14 +88,14 @@ class QueueReader:
             async with asyncio.timeout(self.timeout * 2):
                 return await self._read(settings)
         except boto.ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "")) or "Unknown"
-            text = str(error.get("Message", "")) or code
-            if code in _MISSING:
+            code = error_code(exc) or "Unknown"
+            text = error_message(exc) or code
+            kind = classify_code(code)
+            if kind == "missing":
                 return _failed(
                     "QueueNotFound", f"queue {settings.queue_label} does not exist{where}"
                 )
-            if code in _DENIED:
+            if kind in {"denied", "credentials"}:
                 return _failed(
                     "AccessDenied", f"access denied to {settings.queue_label}{where}: {text}"
                 )

@@ -29,8 +29,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from .aws import error_code, is_transient_code
 from .meter import Meter, VisibilityReason
-from .sqs import MAX_BATCH, SqsPort, error_code, is_transient_code
+from .sqs import MAX_BATCH, SqsPort
 
 log = logging.getLogger("carrier.ack")
 

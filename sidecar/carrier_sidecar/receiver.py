@@ -13,6 +13,7 @@ import logging
 import random
 import time
 
+from .aws import short_error
 from .courier import Courier
 from .liveness import Liveness
 from .settings import Settings
@@ -81,7 +82,7 @@ async def receive_loop(
                 "ReceiveMessage failed; retrying",
                 extra={
                     "receiver": index,
-                    "error": _short(exc),
+                    "error": short_error(exc),
                     "attempt": failures,
                     "retry_in": round(pause, 2),
                 },
@@ -101,7 +102,3 @@ async def receive_loop(
             courier.accept(messages, asked_at, give, posts)
         elif settings.sqs_wait_time < SHORT_POLL_FLOOR:
             await asyncio.sleep(SHORT_POLL_FLOOR - settings.sqs_wait_time)  # no busy loop
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]

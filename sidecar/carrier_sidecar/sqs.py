@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import __version__
+from .aws import (
+    ACCESS_DENIED_CODES,
+    BAD_CREDENTIALS_CODES,
+    MISSING_QUEUE_CODES,
+    error_code,
+    error_message,
+    is_aws_host,
+    is_transient_code,
+    region_from_url,
+    short_error,
+)
 from .meter import Meter
 from .settings import ConfigError, Settings, env_name
 
@@ -29,43 +39,7 @@ SYSTEM_ATTRIBUTES = [
     "MessageGroupId",
 ]
 MAX_BATCH = 10
-_MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-_BAD_CREDENTIALS = frozenset(
-    {
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidSecurity",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "MissingAuthenticationToken",
-        "AccessDenied",
-        "AccessDeniedException",
-        "AuthFailure",
-    }
-)
-_AWS_HOST = re.compile(
-    r"(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "RequestThrottled",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-    }
-)
 STARTUP_ATTEMPTS = 4
-
-
-def region_from_url(url: str | None) -> str | None:
-    """``https://sqs.eu-west-1.amazonaws.com/...`` → ``eu-west-1``."""
-    if not url:
-        return None
-    match = _AWS_HOST.search(urlsplit(url).hostname or "")
-    return match.group(1) if match else None
 
 
 def endpoint_for(settings: Settings) -> str | None:
@@ -73,35 +47,10 @@ def endpoint_for(settings: Settings) -> str | None:
     if settings.sqs_endpoint:
         return settings.sqs_endpoint
     url = settings.sqs_queue_url
-    if url and not (urlsplit(url).hostname or "").endswith(("amazonaws.com", "amazonaws.com.cn")):
+    if url and not is_aws_host(urlsplit(url).hostname):
         parts = urlsplit(url)
         return f"{parts.scheme}://{parts.netloc}"
     return None
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code; servers that answer the JSON protocol in XML (moto) are read too."""
-    error = _error(exc)
-    if error is None:
-        return None
-    code = str(error.get("Code") or "")
-    if not code or code.isdigit():
-        found = _XML_CODE.search(str(error.get("Message") or ""))
-        if found:
-            return found.group(1)
-    return code or None
-
-
-def _error(exc: BaseException) -> dict[str, Any] | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error")
-        return error if isinstance(error, dict) else {}
-    return None
-
-
-_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
-_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 
 
 class SqsPort:
@@ -184,7 +133,7 @@ class SqsPort:
                     raise ConfigError(self._describe_startup_error(exc)) from None
                 log.warning(
                     "SQS not reachable yet, retrying",
-                    extra={"error": _short(exc), "attempt": attempt},
+                    extra={"error": short_error(exc), "attempt": attempt},
                 )
                 await asyncio.sleep(delay)
                 delay *= 2
@@ -209,16 +158,16 @@ class SqsPort:
         s = self._settings
         code = error_code(exc)
         where = self.endpoint or "AWS"
-        if code in _MISSING_QUEUE:
+        if code in MISSING_QUEUE_CODES:
             var = env_name("sqs_queue_name" if s.sqs_queue_name else "sqs_queue_url")
             return f"{var}: queue {s.queue_label!r} does not exist at {where}"
-        if code in _BAD_CREDENTIALS:
-            return f"AWS credentials rejected by SQS at {where} ({code}): {_message(exc)}"
+        if code in BAD_CREDENTIALS_CODES | ACCESS_DENIED_CODES:
+            return f"AWS credentials rejected by SQS at {where} ({code}): {error_message(exc)}"
         if type(exc).__name__ in {"NoCredentialsError", "PartialCredentialsError"}:
             return "no AWS credentials found (env, shared files, web identity, instance metadata)"
         if code is not None:
-            return f"SQS refused queue {s.queue_label!r} at {where} ({code}): {_message(exc)}"
-        return f"{env_name('sqs_endpoint')}: cannot reach SQS at {where}: {_short(exc)}"
+            return f"SQS refused queue {s.queue_label!r} at {where} ({code}): {error_message(exc)}"
+        return f"{env_name('sqs_endpoint')}: cannot reach SQS at {where}: {short_error(exc)}"
 
     # --- the three calls of the delivery flow -------------------------------------------------
     async def receive(self, max_n: int, wait: float, visibility: float | None) -> list[Message]:
@@ -274,22 +223,3 @@ def _transient(exc: BaseException) -> bool:
     if code is None:
         return type(exc).__name__ not in {"NoCredentialsError", "PartialCredentialsError"}
     return is_transient_code(code)
-
-
-def is_transient_code(code: str) -> bool:
-    """Worth retrying as is: throttling and server-side faults (not a request SQS refuses)."""
-    return code in _TRANSIENT_CODES or "Throttl" in code or (code.isdigit() and int(code) >= 500)
-
-
-def _message(exc: BaseException) -> str:
-    error = _error(exc)
-    if error is None:
-        return _short(exc)
-    text = str(error.get("Message") or "")
-    found = _XML_MESSAGE.search(text)
-    return " ".join((found.group(1) if found else text).split())[:200]
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,150 @@
+"""What this project knows about AWS names and errors, in one place (pure, no I/O).
+
+The sidecar and the operator both read regions out of queue URLs and sort AWS error codes
+into "retry it", "the queue is gone" and "you may not": two copies of that knowledge had
+already drifted apart, so both sides import it from here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+# DNS suffixes of AWS partitions (aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e,
+# aws-iso-f), plus the dual-stack ``api.aws``: a queue URL on any of these is AWS's own.
+AWS_DNS_SUFFIXES = (
+    "amazonaws.com",
+    "amazonaws.com.cn",
+    "api.aws",
+    "c2s.ic.gov",
+    "sc2s.sgov.gov",
+    "cloud.adc-e.uk",
+    "csp.hci.ic.gov",
+)
+_REGION_LABEL = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
+_LEGACY_US_EAST_1 = "queue.amazonaws.com"  # https://queue.amazonaws.com/123/q
+
+MISSING_QUEUE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+)
+# The caller may not do this (IAM, a key policy): a person must change a policy.
+ACCESS_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException", "AuthorizationError"}
+)
+# The credentials themselves are refused: wrong, expired, or not signed right.
+BAD_CREDENTIALS_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidSecurity",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+        "AuthFailure",
+        "InvalidIdentityToken",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "RequestThrottled",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "KMS.ThrottlingException",
+        "IDPCommunicationError",
+    }
+)
+
+ErrorClass = Literal["missing", "denied", "credentials", "transient", "other"]
+
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
+def is_aws_host(host: str | None) -> bool:
+    """True for a host under one of AWS's own DNS suffixes (not a local or foreign server)."""
+    host = (host or "").lower().rstrip(".")
+    return any(host == suffix or host.endswith("." + suffix) for suffix in AWS_DNS_SUFFIXES)
+
+
+def region_from_url(url: str | None) -> str | None:
+    """The region named in an AWS SQS URL or endpoint, else None.
+
+    Every current shape: ``sqs.eu-west-1.amazonaws.com``, the legacy ``eu-west-1.queue.
+    amazonaws.com`` and ``queue.amazonaws.com`` (us-east-1), ``sqs-fips.…``, VPC endpoints
+    (``vpce-….sqs.us-east-1.vpce.amazonaws.com``), dual-stack ``sqs.us-east-1.api.aws``, China
+    and the isolated partitions (``sqs.us-isob-east-1.sc2s.sgov.gov``). Foreign hosts give None.
+    """
+    if not url:
+        return None
+    host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").lower()
+    if not is_aws_host(host):
+        return None
+    if host == _LEGACY_US_EAST_1:
+        return "us-east-1"
+    for label in host.split("."):
+        if _REGION_LABEL.fullmatch(label):
+            return label
+    return None
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError; servers that answer the JSON protocol in
+    XML (moto) are read too. None for errors that carry no AWS answer (network, credentials)."""
+    error = _error(exc)
+    if error is None:
+        return None
+    code = str(error.get("Code") or "")
+    if not code or code.isdigit():
+        found = _XML_CODE.search(str(error.get("Message") or ""))
+        if found:
+            return found.group(1)
+    return code or None
+
+
+def error_message(exc: BaseException) -> str:
+    """AWS's own message for a ClientError (one line, at most 200 characters)."""
+    error = _error(exc)
+    if error is None:
+        return short_error(exc)
+    text = str(error.get("Message") or "")
+    found = _XML_MESSAGE.search(text)
+    return " ".join((found.group(1) if found else text).split())[:200]
+
+
+def is_transient_code(code: str) -> bool:
+    """Worth retrying as is: throttling and server-side faults (not a request AWS refuses)."""
+    return code in TRANSIENT_CODES or "Throttl" in code or (code.isdigit() and int(code) >= 500)
+
+
+def classify_code(code: str | None) -> ErrorClass:
+    """Which kind of trouble an AWS error code means."""
+    if code is None:
+        return "other"
+    if code in MISSING_QUEUE_CODES:
+        return "missing"
+    if code in ACCESS_DENIED_CODES:
+        return "denied"
+    if code in BAD_CREDENTIALS_CODES:
+        return "credentials"
+    if is_transient_code(code):
+        return "transient"
+    return "other"
+
+
+def short_error(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 300 characters (for logs and conditions)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _error(exc: BaseException) -> dict[str, Any] | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error")
+        return error if isinstance(error, dict) else {}
+    return None

@@ -220,3 +220,31 @@ async def test_probe_names_sqs_errors(
     assert (probe.reachable, probe.reason) == (False, reason)
     assert "q" in probe.message
     assert webhook.url in probe.message
+
+
+async def test_access_denied_names_the_action_and_the_pods_identity(
+    webhook: WebhookRecorder,
+) -> None:
+    async def answer(request: web.Request, _received: Received) -> web.StreamResponse:
+        target = request.headers.get("X-Amz-Target", "")
+        if target.endswith("GetQueueUrl"):
+            return web.json_response(
+                {"QueueUrl": f"{webhook.url}/123456789012/q"},
+                content_type="application/x-amz-json-1.0",
+            )
+        body = {"__type": "com.amazonaws.sqs#AccessDenied", "message": "not authorized"}
+        return web.json_response(body, status=400, content_type="application/x-amz-json-1.0")
+
+    webhook.responder = answer
+    reader = QueueReader(timeout=5)
+    try:
+        probe = await reader.probe(
+            Settings.from_fields(
+                {"sqs_queue_name": "q", "sqs_region": "us-east-1", "sqs_endpoint": webhook.url}
+            )
+        )
+    finally:
+        await reader.close()
+    assert probe.reason == "AccessDenied"
+    assert "may not call sqs:GetQueueAttributes on q" in probe.message
+    assert "the pod's own identity, not the operator's" in probe.message

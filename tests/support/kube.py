@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,9 @@ class _Emulator(kmock.KubernetesEmulator):
 
     _revision: int = 1000
     _write_lock: asyncio.Lock | None = None
+    # Called with each create/patch before it is applied (tests stage faults at exact points:
+    # e.g. SIGKILL a process in the middle of its rollout); raising refuses the write.
+    write_hooks: builtins.list[Callable[[kmock.Request], None]] = []
 
     async def _versioned(self, request: kmock.Request) -> Any:
         """What the API server's optimistic concurrency does, which kmock 0.8 does not: every
@@ -116,6 +119,8 @@ class _Emulator(kmock.KubernetesEmulator):
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
         async with self._write_lock:
+            for hook in list(self.write_hooks):
+                hook(request)
             data = request.data
             meta = data.get("metadata") if isinstance(data, dict) else None
             if request.action == kmock.action.UPDATE and request.name is not None:
@@ -349,6 +354,7 @@ def _write_kubeconfig(path: Path, server: str) -> None:
 async def fake_kube(namespaces: tuple[str, ...] = ("default",)) -> AsyncIterator[FakeKube]:
     """Start kmock on loopback with every resource declared; write the kubeconfig for it."""
     mock = _Emulator()
+    mock.write_hooks = []
     for key, info in RESOURCES.items():
         mock.resources[key] = info
     async with mock, kmock.Server(mock):

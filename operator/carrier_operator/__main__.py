@@ -125,6 +125,13 @@ def _probe(memo: Any, **_: Any) -> int:
     return len(carrier.book.keys()) if isinstance(carrier, reconcile.Runtime) else 0
 
 
+@kopf.on.probe(id="leader")
+def _leader_probe(memo: Any, **_: Any) -> bool:
+    """The liveness endpoint also says whether this replica is the writer right now."""
+    carrier = getattr(memo, "carrier", None)
+    return isinstance(carrier, reconcile.Runtime) and carrier.leadership.is_leader()
+
+
 async def run(
     config: OperatorSettings,
     *,

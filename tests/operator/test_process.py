@@ -90,6 +90,7 @@ async def test_liveness_endpoint_answers(
 
     await eventually(probe, 10, "/healthz")
     assert answers[0]["bindings"] == 0
+    assert answers[0]["leader"] is True, "a sole replica is always the writer"
 
 
 async def test_process_reconciles_then_stops_cleanly_on_sigterm(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import kmock
 import pytest
 
@@ -23,7 +24,7 @@ from tests.support.kube import (
     pod_object,
     workload_object,
 )
-from tests.support.operators import RELEASE_NAMESPACE, Fleet, kill_on, operators
+from tests.support.operators import RELEASE_NAMESPACE, Fleet, Replica, kill_on, operators
 from tests.support.servers import MotoServer, eventually
 
 NAMESPACE = "team-a"
@@ -53,6 +54,13 @@ def _review(binding: str) -> dict[str, Any]:
     pod = pod_object(NAMESPACE, f"worker-{binding}", binding)
     pod.pop("status")
     return pod_review(pod, namespace=NAMESPACE)
+
+
+async def _liveness(replica: Replica) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{replica.liveness_port}/healthz"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        answer: dict[str, Any] = await response.json(content_type=None)
+        return answer
 
 
 def _binding_writes(fleet: Fleet) -> list[kmock.Request]:
@@ -110,6 +118,10 @@ async def test_one_leader_writes_and_every_replica_admits(
             leader.pod_name
         ]
         assert not [r.pod_name for r in fleet.replicas if r.logged("Pausing")], "nobody paused"
+        probes = {r.pod_name: await _liveness(r) for r in fleet.replicas}
+        assert {name: p["leader"] for name, p in probes.items()} == {
+            r.pod_name: r is leader for r in fleet.replicas
+        }
 
 
 async def test_sigkill_of_the_leader_mid_rollout_hands_over_without_a_second_annotation(

@@ -201,8 +201,8 @@ def test_deployment_env_is_a_valid_operator_configuration(helm: str) -> None:
             assert config.cert_dir in mounts
 
 
-# Env the chart sets ahead of the operator reading it (see docs/packaging.md).
-_PENDING = {"CARRIER_OPERATOR_PEERING_NAME"}
+# Env the chart sets ahead of the operator reading it (see docs/packaging.md): none now.
+_PENDING: set[str] = set()
 
 
 def test_notes_tell_the_next_step_with_a_valid_binding() -> None:

@@ -160,6 +160,10 @@ class LeaderElector:
                 logger.warning(
                     "Cannot acquire or renew Lease %s/%s: %s", self.namespace, self.name, exc
                 )
+            except Exception:  # e.g. a malformed Lease: keep campaigning, never die silently
+                logger.exception(
+                    "Leader election round failed for Lease %s/%s", self.namespace, self.name
+                )
             self._report()
             delay = self.retry_period
             if not self.is_leader():

@@ -20,9 +20,12 @@ from .binding import GROUP
 from .book import Book
 from .checker import Checker
 from .config import OperatorConfigError, OperatorSettings
+from .events import EventPoster
 from .kubeapi import KubeAPI
+from .leader import LeaderElector, Leadership, SoleReplica, default_identity
 from .logs import configure_logging
 from .queues import QueueReader
+from .spec_sync import SpecSync
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +36,13 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     """kopf's knobs for this operator (also applied to the settings object passed to kopf)."""
     # Our own Events say what changed; kopf's per-handler "succeeded" ones would be noise.
     settings.posting.level = logging.WARNING
-    settings.peering.standalone = not config.peering
+    # Never kopf peering: with equal priorities every peer pauses, and a paused peer stops
+    # indexing, which admission needs on every replica. One writer is elected by a Lease.
+    settings.peering.standalone = True
     settings.peering.clusterwide = not config.namespace_list
-    # Handler progress and the last-handled spec live in our annotations, not in status.kopf
-    # (the CRD's structural schema would prune that).
+    # No kopf change handler is registered (reconcile.py), so kopf writes nothing on bindings;
+    # should one be added, its bookkeeping goes to our annotations, not to status.kopf (the
+    # CRD's structural schema would prune that).
     prefix = GROUP
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -53,9 +59,24 @@ async def _startup(
 ) -> None:
     config: OperatorSettings = memo.config
     configure_kopf(settings, config)
-    admission.configure(settings, config)
+    identity = default_identity()
     api = await KubeAPI.from_environment()
-    book = Book(api)
+    api.user_agent = f"carrier-operator/{identity}"
+    admission.configure(settings, config, api=api)
+    leadership: Leadership = SoleReplica()
+    if config.leader_election:
+        leadership = LeaderElector(
+            api,
+            namespace=config.lease_namespace_name,
+            name=config.lease_name,
+            identity=identity,
+            lease_duration=config.lease_duration,
+            renew_deadline=config.renew_deadline,
+            retry_period=config.retry_period,
+            # A new leader starts from the statuses as written and looks at every binding.
+            on_started_leading=lambda: checker.elected(),
+        )
+    book = Book(api, leadership)
     reader = QueueReader()
     checker = Checker(
         book=book,
@@ -63,16 +84,30 @@ async def _startup(
         bindings=kwargs[reconcile.BINDINGS_INDEX],
         pods=kwargs[reconcile.PODS_INDEX],
         interval=config.queue_check_interval,
+        sync=SpecSync(api, EventPoster(api, leadership, identity), leadership),
+        leadership=leadership,
+        queue_check=config.queue_check,
     )
     memo.carrier = reconcile.Runtime(
-        config=config, api=api, book=book, reader=reader, checker=checker
+        config=config,
+        api=api,
+        book=book,
+        reader=reader,
+        checker=checker,
+        leadership=leadership,
+        identity=identity,
     )
     checker.start()
+    if isinstance(leadership, LeaderElector):
+        leadership.start()
     logger.info(
-        "carrier-operator started: namespaces=%s, peering=%s, queue check every %gs",
+        "carrier-operator %s started: namespaces=%s, leader election=%s, queue check %s",
+        identity,
         config.namespaces or "(all)",
-        config.peering,
-        config.queue_check_interval,
+        f"on (Lease {config.lease_namespace_name}/{config.lease_name})"
+        if config.leader_election
+        else "off (sole replica)",
+        f"every {config.queue_check_interval:g}s" if config.queue_check else "off",
     )
 
 
@@ -90,6 +125,13 @@ def _probe(memo: Any, **_: Any) -> int:
     return len(carrier.book.keys()) if isinstance(carrier, reconcile.Runtime) else 0
 
 
+@kopf.on.probe(id="leader")
+def _leader_probe(memo: Any, **_: Any) -> bool:
+    """The liveness endpoint also says whether this replica is the writer right now."""
+    carrier = getattr(memo, "carrier", None)
+    return isinstance(carrier, reconcile.Runtime) and carrier.leadership.is_leader()
+
+
 async def run(
     config: OperatorSettings,
     *,
@@ -103,9 +145,7 @@ async def run(
     await kopf.operator(
         settings=settings,
         memo=kopf.Memo(config=config),
-        standalone=not config.peering,
-        # A name makes peering mandatory in kopf: only then must the peering object exist.
-        peering_name=config.peering_name if config.peering else None,
+        standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}{LIVENESS_PATH}",
@@ -123,12 +163,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--namespaces", help="comma-separated namespaces to watch (default: all)")
     parser.add_argument("--log-format", choices=["json", "plain"])
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    peering = parser.add_mutually_exclusive_group()
-    peering.add_argument("--peering", dest="peering", action="store_const", const=True)
-    peering.add_argument(
-        "--standalone", dest="peering", action="store_const", const=False, help="no peering"
+    election = parser.add_mutually_exclusive_group()
+    election.add_argument(
+        "--leader-election",
+        dest="leader_election",
+        action="store_const",
+        const=True,
+        help="elect one writer among replicas through a Lease",
     )
-    parser.add_argument("--peering-name", help="(Cluster)KopfPeering object to elect through")
+    election.add_argument(
+        "--no-leader-election",
+        dest="leader_election",
+        action="store_const",
+        const=False,
+        help="this replica is the only one (default)",
+    )
+    parser.add_argument("--lease-name", help="the Lease replicas elect the writer through")
     parser.add_argument("--liveness-port", type=int)
     parser.add_argument("--queue-check-interval", type=float, help="seconds")
     parser.add_argument("--webhook-port", type=int)

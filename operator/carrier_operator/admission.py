@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -84,6 +85,65 @@ class Injector:
 
 _injector: Injector | None = None
 
+REFUSAL_LOG_WINDOW = 60.0  # seconds: one WARNING per (namespace, binding, reason) at most
+
+
+class RefusalLog:
+    """Refused pods are the user's pods being refused, not operator faults: one WARNING per
+    (namespace, binding, reason) per window, however often a ReplicaSet retries."""
+
+    def __init__(
+        self, window: float = REFUSAL_LOG_WINDOW, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._last: dict[tuple[str, str, str], float] = {}
+
+    def refused(self, namespace: str, binding: str, reason: str, *, pod: bool = True) -> bool:
+        """Log the refusal unless it was logged within the window; True if logged."""
+        now = self._clock()
+        key = (namespace, binding, reason)
+        last = self._last.get(key)
+        if last is not None and now - last < self.window:
+            return False
+        if len(self._last) > 10_000:  # bounded: forget what is past the window
+            self._last = {k: t for k, t in self._last.items() if now - t < self.window}
+        self._last[key] = now
+        logger.warning(
+            "Refused %s %s in namespace %s: %s (logged at most once per %gs per binding and "
+            "reason)",
+            "a pod using binding" if pod else "CarrierBinding",
+            binding,
+            namespace,
+            reason,
+            self.window,
+        )
+        return True
+
+
+_refusals = RefusalLog()
+
+
+class _KopfAdmissionLines(logging.Filter):
+    """Drops kopf's per-review lines for our admission handlers ("Webhook 'mutate-pods'
+    succeeded." at INFO, "... failed permanently" at ERROR): the handlers log themselves, at
+    DEBUG for an admission and at a rate-limited WARNING for a refusal."""
+
+    _prefixes = tuple(
+        f"{word} '{handler_id}'" for handler_id in ENDPOINTS for word in ("Webhook", "Handler")
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self._prefixes)
+
+
+_kopf_lines = _KopfAdmissionLines()
+
+
+def _refuse(namespace: str, binding: str, message: str, code: int) -> kopf.AdmissionError:
+    _refusals.refused(namespace, binding, message)
+    return kopf.AdmissionError(message, code=code)
+
 
 def configure(
     settings: kopf.OperatorSettings,
@@ -118,6 +178,7 @@ def configure(
     )
     settings.admission.server = server
     settings.admission.managed = None
+    logging.getLogger("kopf.objects").addFilter(_kopf_lines)
     return server
 
 
@@ -140,7 +201,11 @@ def _bindings_synced(**_: Any) -> None:
 
 
 async def _mutate_pod(
-    body: kopf.Body, patch: kopf.Patch, warnings: list[str], **kwargs: Any
+    body: kopf.Body,
+    patch: kopf.Patch,
+    warnings: list[str],
+    operation: str | None = None,
+    **kwargs: Any,
 ) -> None:
     injector = _require()
     pod: Mapping[str, Any] = body
@@ -148,36 +213,47 @@ async def _mutate_pod(
     name = (meta.get("labels") or {}).get(BINDING_LABEL)
     if not isinstance(name, str):
         return  # not opted in (the webhook's objectSelector should not have sent it)
+    if operation != "CREATE":
+        # A pod's spec is immutable after creation: whatever the webhook configuration sends,
+        # only a CREATE may be mutated (a patch to an UPDATE would be rejected by the API).
+        return
     namespace = meta.get("namespace")
     if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
-        raise kopf.AdmissionError("cannot tell the pod's namespace from the request", code=400)
+        raise _refuse(str(namespace), name, "cannot tell the pod's namespace from the request", 400)
     if not _NAME.fullmatch(name):
-        raise kopf.AdmissionError(
-            f"label {BINDING_LABEL}={name!r} does not name a CarrierBinding", code=400
+        raise _refuse(
+            namespace, name, f"label {BINDING_LABEL}={name!r} does not name a CarrierBinding", 400
         )
     try:
         binding = await injector.lookup.find(kwargs.get(INDEX), namespace, name)
     except KubeAPIError as exc:
-        raise kopf.AdmissionError(
-            f"cannot look up CarrierBinding {name!r}: {exc}", code=503
+        raise _refuse(
+            namespace, name, f"cannot look up CarrierBinding {name!r}: {exc}", 503
         ) from None
     problem = readiness_problem(name, namespace, binding)
     if problem is not None or binding is None:
         message = problem or "no binding"
         if injector.config.on_missing_binding == "admit":
             warnings.append(f"{message}: admitted without the Carrier sidecar")
+            logger.debug("Admitted a pod in %s without the sidecar: %s", namespace, message)
             return
-        raise kopf.AdmissionError(message, code=403)
+        raise _refuse(namespace, name, message, 403)
     try:
         plan = plan_injection(dict(pod), binding, injector.config, native=injector.native)
     except InjectionError as exc:
-        raise kopf.AdmissionError(
-            f"cannot inject the Carrier sidecar: {exc}", code=exc.code
+        raise _refuse(
+            namespace, name, f"cannot inject the Carrier sidecar: {exc}", exc.code
         ) from None
     warnings.extend(plan.warnings)
     if plan.patch:
         ops = plan.patch
         patch.fns.append(lambda raw: apply_patch(cast(dict[str, Any], raw), ops))
+    logger.debug(
+        "Admitted a pod in %s with the sidecar of binding %s (%d patch operations).",
+        namespace,
+        name,
+        len(plan.patch),
+    )
 
 
 def _validate_binding(body: kopf.Body, **_: Any) -> None:
@@ -191,6 +267,8 @@ def _validate_binding(body: kopf.Body, **_: Any) -> None:
         dict(spec), namespace, allow_remote_webhooks=injector.config.allow_remote_webhooks
     )
     if problems:
+        name = str(meta.get("name") or "")
+        _refusals.refused(namespace, name, "; ".join(problems), pod=False)
         raise kopf.AdmissionError("; ".join(problems), code=422)
 
 

@@ -26,7 +26,10 @@ BINDING_LABEL = f"{GROUP}/binding"
 LOOPBACK = "127.0.0.1"
 
 # Spec keys that configure the pod rather than the sidecar's settings.
-POD_KEYS = frozenset({"sidecar.image", "sidecar.resources", "sidecar.env", "rolloutOnChange"})
+# (``rolloutOnChange`` and ``queueCheck`` steer the operator itself: no sidecar setting either.)
+POD_KEYS = frozenset(
+    {"sidecar.image", "sidecar.resources", "sidecar.env", "rolloutOnChange", "queueCheck"}
+)
 
 
 class BindingError(ValueError):

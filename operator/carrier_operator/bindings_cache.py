@@ -19,11 +19,15 @@ Key = tuple[str, str]
 
 
 def index_entry(namespace: str, name: str, body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
-    """What kopf's index keeps per binding: a private copy of spec and status."""
+    """What kopf's index keeps per binding: a private copy of spec and status, and the
+    ``generation`` and ``uid`` the reconcile loop needs (status, Events)."""
+    meta = body.get("metadata") or {}
     return {
         (namespace, name): {
             "spec": copy.deepcopy(dict(body.get("spec") or {})),
             "status": copy.deepcopy(dict(body.get("status") or {})),
+            "generation": meta.get("generation"),
+            "uid": meta.get("uid"),
         }
     }
 

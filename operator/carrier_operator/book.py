@@ -1,7 +1,8 @@
 """The operator's notebook: what it observed per binding, and the one place status is written.
 
 Writes are serialised per binding and skipped when nothing changed, so the status subresource
-only moves on news (and on every queue check, which stamps ``lastChecked``).
+only moves on news (and on every queue check, which stamps ``lastChecked``). Each write is fenced:
+only the leader (``leader.py``) writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from .binding import GROUP, PLURAL, VERSION
 from .kubeapi import MERGE_PATCH, KubeAPI, KubeAPIError
+from .leader import Leadership, NotLeader, SoleReplica, fence
 from .status import Observed, now_iso, render
 
 logger = logging.getLogger(__name__)
@@ -25,8 +27,9 @@ def status_path(namespace: str, name: str) -> str:
 
 
 class Book:
-    def __init__(self, api: KubeAPI) -> None:
+    def __init__(self, api: KubeAPI, leadership: Leadership | None = None) -> None:
         self.api = api
+        self.leadership: Leadership = leadership or SoleReplica()
         self._observed: dict[Key, Observed] = {}
         self._written: dict[Key, dict[str, Any]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -43,6 +46,12 @@ class Book:
     def keys(self) -> list[Key]:
         return list(self._observed)
 
+    def clear(self) -> None:
+        """Forget every note (on taking leadership: start again from the statuses written)."""
+        self._observed.clear()
+        self._written.clear()
+        self._locks.clear()
+
     def forget(self, key: Key) -> None:
         self._observed.pop(key, None)
         self._written.pop(key, None)
@@ -58,6 +67,7 @@ class Book:
             status = render(obs, now_iso())
             if self._written.get(key) == status:
                 return True
+            fence(self.leadership)
             answer = await self.api.request(
                 "PATCH", status_path(*key), {"status": status}, content_type=MERGE_PATCH
             )
@@ -68,8 +78,11 @@ class Book:
             return True
 
     async def try_publish(self, key: Key) -> None:
-        """Publish, logging (not raising) API failures: the next change or check retries."""
+        """Publish, logging (not raising) API failures: the next change or check retries.
+        A replica that is not the leader writes nothing (:class:`NotLeader` is not an error)."""
         try:
             await self.publish(key)
+        except NotLeader:
+            logger.debug("not the leader: status of %s/%s left to the leader", *key)
         except KubeAPIError as exc:
             logger.warning("cannot write the status of %s/%s: %s", *key, exc)

@@ -1,9 +1,13 @@
-"""One background task that reads every binding's queue on a schedule and counts its pods.
+"""The reconcile loop: one background task over kopf's indices that, on the leader only, brings
+each binding's status, Events and rollouts in line with its spec, its queue and its pods.
 
-Why not a kopf timer per binding: kopf puts a finalizer on every object with a timer or daemon,
-so deleting a binding would hang whenever the operator is down or uninstalled. One task over
-kopf's indices needs no finalizer, and its interval is the operator's setting, not a constant
-fixed at import. Spec changes and pod events ``touch`` a binding to be looked at right away.
+Why not kopf's change handlers: they write kopf's progress and diff-base annotations on the
+object in every replica, so a follower "handling" a change would mark it done for the leader.
+Here every replica only *indexes* (what admission needs); the leader's loop is level-triggered
+(spec_sync.py) and needs no memory but the status it wrote. Why not a kopf timer per binding:
+kopf puts a finalizer on every object with a timer or daemon, so deleting a binding would hang
+whenever the operator is down. Spec changes (a new ``generation``) and pod events ``touch`` a
+binding to be looked at right away; otherwise each is looked at every ``interval``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .binding import BindingError, validate_spec
 from .book import Book, Key
+from .leader import Leadership, NotLeader, SoleReplica
 from .queues import QueueReader
+from .spec_sync import SpecSync, queue_check_off
 from .status import now_iso
 
 logger = logging.getLogger(__name__)
@@ -43,9 +48,15 @@ class Checker:
         bindings: Mapping[Any, Any],
         pods: Mapping[Any, Any],
         interval: float,
+        sync: SpecSync,
+        leadership: Leadership | None = None,
+        queue_check: bool = True,
         concurrency: int = 8,
     ) -> None:
         self.book = book
+        self.sync = sync
+        self.leadership: Leadership = leadership or SoleReplica()
+        self.queue_check = queue_check
         self.reader = reader
         self.bindings = bindings  # kopf index: (namespace, name) -> [{"spec", "status", ...}]
         self.pods = pods  # kopf index: (namespace, binding) -> [pod name, ...]
@@ -57,6 +68,7 @@ class Checker:
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._next_recount = 0.0
+        self._generations: dict[Key, Any] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="carrier queue checker")
@@ -75,6 +87,19 @@ class Checker:
         self._pods_dirty.add(key)
         self._wake.set()
 
+    def changed(self, key: Key, generation: Any) -> None:
+        """A binding event: reconcile now if its spec (``generation``) is new to us."""
+        if self._generations.get(key) != generation:
+            self._generations[key] = generation
+            self.touch(key, queue=True)
+
+    def elected(self) -> None:
+        """We just became the leader: start from the statuses as written, look at everything."""
+        self.book.clear()
+        self._due.clear()
+        self._next_recount = 0.0
+        self._wake.set()
+
     def bound_pods(self, key: Key) -> tuple[str, ...]:
         return tuple(str(name) for name in _values(self.pods, key))
 
@@ -82,10 +107,16 @@ class Checker:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            if not self.leadership.is_leader():  # followers index and admit, nothing more
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.recount_every)
+                continue
             try:
                 await self._round(loop.time())
+            except NotLeader:
+                logger.info("leadership lost during a reconcile round: writes stopped")
             except Exception:  # never let one bad round end the checking
-                logger.exception("queue check round failed")
+                logger.exception("reconcile round failed")
             next_check = min(self._due.values(), default=loop.time() + self.interval)
             delay = max(0.0, min(next_check - loop.time(), self.recount_every))
             with contextlib.suppress(TimeoutError):
@@ -95,6 +126,8 @@ class Checker:
         present = {key for key in self.bindings if isinstance(key, tuple)}
         for key in set(self._due) - present:
             self._due.pop(key, None)
+        for key in set(self._generations) - present:
+            self._generations.pop(key, None)
         for key in set(self.book.keys()) - present:
             self.book.forget(key)
         due = [key for key in present if self._due.get(key, 0.0) <= now]
@@ -105,29 +138,37 @@ class Checker:
             self._next_recount = now + self.recount_every
         pods_only = (self._pods_dirty & present) - set(due)
         self._pods_dirty.clear()
-        await asyncio.gather(
-            *(self._check(key) for key in due), *(self._recount(key) for key in pods_only)
+        outcomes = await asyncio.gather(
+            *(self._check(key) for key in due),
+            *(self._recount(key) for key in pods_only),
+            return_exceptions=True,
         )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, NotLeader):
+                logger.error("reconcile failed", exc_info=failure)
+        if any(isinstance(f, NotLeader) for f in failures):
+            raise NotLeader("leadership lost")
 
     async def _check(self, key: Key) -> None:
+        """Reconcile one binding: spec (validity, rollout, Events), then its queue, then status."""
         entries = _values(self.bindings, key)
         if not entries:
             return
         entry = entries[-1]
         obs = self.book.observed(key, entry.get("status"))
-        try:
-            settings = validate_spec(entry.get("spec") or {})
-        except BindingError as exc:
-            obs.spec_error = str(exc)
-            obs.probe = None
-        else:
-            async with self._limit:
-                probe = await self.reader.probe(settings)
-            obs.spec_error = None
-            obs.probe = probe
-            obs.checked_at = now_iso()
-            if not probe.reachable:
-                logger.info("queue of %s/%s unreadable: %s", *key, probe.message)
+        settings = await self.sync.sync(key, entry, obs)
+        if settings is not None:
+            obs.check_off = queue_check_off(entry.get("spec") or {}, self.queue_check)
+            if obs.check_off is None:
+                async with self._limit:
+                    probe = await self.reader.probe(settings)
+                obs.probe = probe
+                obs.checked_at = now_iso()
+                if not probe.reachable:
+                    logger.info("queue of %s/%s unreadable: %s", *key, probe.message)
+            else:
+                obs.probe = None
         obs.pods = self.bound_pods(key)
         await self.book.try_publish(key)
 

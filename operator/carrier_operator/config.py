@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carrier_sidecar.settings import describe_error
@@ -35,17 +35,44 @@ class OperatorSettings(BaseSettings):
     )
     log_format: Literal["json", "plain"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    peering: bool = Field(False, description="kopf peering; off for single-replica installs.")
-    peering_name: str = Field(
-        "carrier-operator",
-        min_length=1,
-        description="Name of the (Cluster)KopfPeering object replicas elect one reconciler through.",
-    )
     liveness_port: int = Field(8080, ge=1, le=65535, description="kopf's /healthz liveness port.")
+
+    # --- leader election (several replicas) -----------------------------------------------
+    leader_election: bool = Field(
+        False,
+        description="Elect one writer among replicas through a coordination.k8s.io Lease; off "
+        "= this replica is the only one and always writes.",
+    )
+    lease_name: str = Field("carrier-operator", min_length=1, description="The Lease's name.")
+    lease_namespace: str = Field(
+        "", description="The Lease's namespace; empty = the service namespace (the release's)."
+    )
+    lease_duration: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds a follower waits, from the last renewal it "
+        "saw, before it takes the Lease over.",
+    )
+    renew_deadline: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a leader may fail to renew before it stops "
+        "writing (must be below the lease duration).",
+    )
+    retry_period: float = Field(
+        2.0, gt=0, le=600, description="Seconds between attempts to acquire or renew."
+    )
 
     # --- reconciliation --------------------------------------------------------------------
     queue_check_interval: float = Field(
         60.0, gt=0, description="Seconds between queue attribute reads per binding."
+    )
+    queue_check: bool = Field(
+        True,
+        description="Read each binding's queue with the operator's own AWS identity (the "
+        "QueueReachable condition); off = never (a binding can also turn it off itself).",
     )
 
     # --- injection -------------------------------------------------------------------------
@@ -98,6 +125,22 @@ class OperatorSettings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return ",".join(ns.strip() for ns in value.split(",") if ns.strip())
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        if self.leader_election and not (
+            self.retry_period < self.renew_deadline < self.lease_duration
+        ):
+            raise ValueError(
+                "CARRIER_OPERATOR_RENEW_DEADLINE: must lie between the retry period and the "
+                f"lease duration (got retry {self.retry_period:g}s, renew "
+                f"{self.renew_deadline:g}s, lease {self.lease_duration:g}s)"
+            )
+        return self
+
+    @property
+    def lease_namespace_name(self) -> str:
+        return self.lease_namespace or self.service_namespace
 
     @property
     def namespace_list(self) -> list[str]:

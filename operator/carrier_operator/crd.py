@@ -189,6 +189,13 @@ def _extra_leaves() -> dict[str, dict[str, Any]]:
             "description": "Restart the Deployments/StatefulSets whose pod template carries this "
             "binding's label when the rendered sidecar changes.",
         },
+        "queueCheck": {
+            "type": "boolean",
+            "default": True,
+            "description": "Let the operator read this queue with its own AWS identity (the "
+            "QueueReachable condition). Turn off for a queue only the workload's role can read; "
+            "pods are admitted either way.",
+        },
     }
 
 
@@ -270,7 +277,9 @@ def status_schema() -> dict[str, Any]:
             "observedGeneration": {"type": "integer", "format": "int64"},
             "conditions": {
                 "type": "array",
-                "description": "Ready (spec valid and queue reachable) and QueueReachable.",
+                "description": "Valid (the spec is accepted: the admission gate), "
+                "QueueReachable (the operator's own read of the queue) and Ready (valid and, "
+                "unless the check is off, reachable).",
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
                 "items": _condition(),
@@ -307,6 +316,11 @@ def status_schema() -> dict[str, Any]:
 PRINTER_COLUMNS = [
     {"name": "Queue", "type": "string", "jsonPath": ".status.queue"},
     {"name": "Webhook", "type": "string", "jsonPath": ".status.webhook"},
+    {
+        "name": "Valid",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
+    },
     {
         "name": "Ready",
         "type": "string",

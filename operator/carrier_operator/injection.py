@@ -102,25 +102,34 @@ def parse_server_version(info: Mapping[str, Any]) -> tuple[int, int] | None:
 
 
 def readiness_problem(name: str, namespace: str, binding: Binding | None) -> str | None:
-    """Why a pod may not use this binding now (missing or not Ready), or None."""
+    """Why a pod may not use this binding now (missing or not ``Valid``), or None.
+
+    The gate is ``Valid`` (the spec is accepted and renders), never the operator's own queue
+    read: a missing IAM permission or an SQS blip must not refuse workloads. A status written
+    before ``Valid`` existed only has ``Ready``, which then stands in for it."""
     if binding is None:
         return f'CarrierBinding "{name}" not found in namespace "{namespace}"'
     conditions = binding.status.get("conditions")
-    ready = None
+    found: dict[str, Mapping[str, Any]] = {}
     if isinstance(conditions, list):
-        ready = next(
-            (c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Ready"), None
-        )
-    if ready is None:
+        found = {
+            str(c.get("type")): c for c in conditions if isinstance(c, Mapping) and c.get("type")
+        }
+    gate = found.get("Valid")
+    legacy = found.get("Ready")
+    if gate is None and legacy is not None and legacy.get("reason") != "InvalidSpec":
+        return None  # an older operator's Ready=False/Unknown was about the queue, not the spec
+    gate = gate or legacy
+    if gate is None:
         return (
-            f'CarrierBinding "{name}" in namespace "{namespace}" is not Ready yet '
+            f'CarrierBinding "{name}" in namespace "{namespace}" is not validated yet '
             "(the operator has not reported on it)"
         )
-    if str(ready.get("status")) != "True":
-        reason = str(ready.get("reason") or "NotReady")
-        message = str(ready.get("message") or "").strip()
+    if str(gate.get("status")) != "True":
+        reason = str(gate.get("reason") or "NotValid")
+        message = str(gate.get("message") or "").strip()
         detail = f"{reason}: {message}" if message else reason
-        return f'CarrierBinding "{name}" in namespace "{namespace}" is not Ready: {detail}'
+        return f'CarrierBinding "{name}" in namespace "{namespace}" is not valid: {detail}'
     return None
 
 

@@ -54,6 +54,8 @@ class KubeAPI:
         self._verify = verify
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        # Who is asking (the replica's identity): the API server's audit log and tests see it.
+        self.user_agent: str | None = None
 
     @classmethod
     def in_cluster(cls) -> KubeAPI:
@@ -128,6 +130,8 @@ class KubeAPI:
             connector = aiohttp.TCPConnector(ssl=self._ssl())
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         headers = await self._headers()
+        if self.user_agent:
+            headers["User-Agent"] = self.user_agent
         if body is not None:
             headers["Content-Type"] = content_type
         try:

@@ -24,6 +24,10 @@ from carrier_sidecar.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+SIDECAR_IDENTITY = (
+    "The sidecar reads the queue with the pod's own identity, not the operator's: pods are "
+    "still admitted (set spec.queueCheck: false to stop this check)"
+)
 DEPTH_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -96,16 +100,24 @@ class QueueReader:
                     "QueueNotFound", f"queue {settings.queue_label} does not exist{where}"
                 )
             if kind in {"denied", "credentials"}:
+                action = f"sqs:{getattr(exc, 'operation_name', None) or 'GetQueueAttributes'}"
                 return _failed(
-                    "AccessDenied", f"access denied to {settings.queue_label}{where}: {text}"
+                    "AccessDenied",
+                    f"the operator's AWS identity may not call {action} on "
+                    f"{settings.queue_label}{where}: {text}. {SIDECAR_IDENTITY}",
                 )
             return _failed("QueueError", f"{code} reading {settings.queue_label}{where}: {text}")
         except TimeoutError:
             return _failed("EndpointUnreachable", f"no answer within {self.timeout * 2:g}s{where}")
         except (boto.NoCredentialsError, boto.PartialCredentialsError) as exc:
-            return _failed("NoCredentials", f"the operator has no AWS credentials: {exc}")
+            return _failed(
+                "NoCredentials", f"the operator has no AWS credentials: {exc}. {SIDECAR_IDENTITY}"
+            )
         except boto.CredentialRetrievalError as exc:
-            return _failed("NoCredentials", f"cannot get AWS credentials: {exc}")
+            return _failed(
+                "NoCredentials",
+                f"the operator cannot get AWS credentials: {exc}. {SIDECAR_IDENTITY}",
+            )
         except boto.NoRegionError:
             return _failed(
                 "NoRegion", "no region: set spec.queue.region or the operator's AWS_REGION"

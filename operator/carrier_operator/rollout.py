@@ -14,6 +14,7 @@ from typing import Any
 
 from .binding import BINDING_LABEL, GROUP
 from .kubeapi import MERGE_PATCH, KubeAPI
+from .leader import Leadership, SoleReplica, fence
 
 RESTARTED_AT = f"{GROUP}/restartedAt"
 SIDECAR_HASH = f"{GROUP}/sidecarHash"
@@ -42,9 +43,16 @@ def restart_patch(sidecar_hash: str, now: str) -> dict[str, Any]:
 
 
 async def roll_out(
-    api: KubeAPI, namespace: str, binding_name: str, sidecar_hash: str, now: str
+    api: KubeAPI,
+    namespace: str,
+    binding_name: str,
+    sidecar_hash: str,
+    now: str,
+    leadership: Leadership | None = None,
 ) -> Rollout:
-    """Patch every Deployment/StatefulSet in ``namespace`` whose template uses the binding."""
+    """Patch every Deployment/StatefulSet in ``namespace`` whose template uses the binding;
+    leadership is checked before each patch (:class:`~.leader.NotLeader` stops the rollout)."""
+    leadership = leadership or SoleReplica()
     result = Rollout()
     for plural, kind in WORKLOADS:
         base = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
@@ -55,6 +63,7 @@ async def roll_out(
             if is_current(workload, sidecar_hash):
                 result.current.append(f"{kind}/{name}")
                 continue
+            fence(leadership)
             await api.request(
                 "PATCH",
                 f"{base}/{name}",

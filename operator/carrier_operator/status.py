@@ -1,9 +1,14 @@
 """A binding's status, rendered from what the operator last observed (pure, no I/O).
 
-Two writers observe a binding — the change handlers (is the spec valid, what does it render to)
-and the queue checker (is the queue reachable, how deep, which pods use it). Both fold their
-findings into one :class:`Observed` and render the *whole* status from it, so neither can
-overwrite the other's news with a stale copy.
+The reconciler folds what it found — is the spec valid and what does it render to, is the queue
+reachable and how deep, which pods use it — into one :class:`Observed` and renders the *whole*
+status from it, so no finding can overwrite another's news with a stale copy.
+
+Three conditions, because they answer different questions (docs/operator.md, "Conditions"):
+``Valid`` — may pods use this binding (the injector's gate; it depends on the spec only, so no
+AWS or network blip can ever turn it False); ``QueueReachable`` — can the *operator's* AWS
+identity read the queue (the sidecar uses the pod's identity, which may differ); ``Ready`` —
+the summary shown by ``kubectl get cb``: valid and, unless the check is off, reachable.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from .queues import QueueProbe
 
 READY = "Ready"
 QUEUE_REACHABLE = "QueueReachable"
+VALID = "Valid"
 MAX_POD_NAMES = 20
 
 
@@ -34,6 +40,7 @@ class Observed:
     probe: QueueProbe | None = None
     checked_at: str | None = None
     pods: tuple[str, ...] | None = None
+    check_off: str | None = None  # why the queue is not read (the check is turned off), if so
     conditions: list[dict[str, Any]] = field(default_factory=list)
 
     def seed(self, status: Mapping[str, Any]) -> None:
@@ -85,40 +92,88 @@ def render(obs: Observed, now: str) -> dict[str, Any]:
 
 
 def _still_valid(previous: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
-    """Conditions from before a restart, while the first queue check is pending: nothing new is
-    known, so they stand (an InvalidSpec verdict does not: the spec was just found valid)."""
+    """Ready and QueueReachable from before a restart, while the first queue check is pending:
+    nothing new is known about the queue, so they stand (an InvalidSpec, Pending or
+    CheckDisabled verdict does not: the spec was just found valid, and the check is on)."""
     kinds = {c.get("type"): c for c in previous}
     if READY not in kinds or QUEUE_REACHABLE not in kinds:
         return None
-    if kinds[QUEUE_REACHABLE].get("reason") in {"InvalidSpec", "Pending"}:
+    if kinds[QUEUE_REACHABLE].get("reason") in {"InvalidSpec", "Pending", "CheckDisabled"}:
         return None
     return [dict(kinds[READY]), dict(kinds[QUEUE_REACHABLE])]
 
 
+Verdict = tuple[str, str, str]  # (status, reason, message)
+
+
+def _verdicts(obs: Observed) -> tuple[Verdict, Verdict, Verdict]:
+    """(Ready, QueueReachable, Valid) from what was observed."""
+    pods = len(obs.pods or ())
+    if obs.spec_error is not None:
+        return (
+            ("False", "InvalidSpec", obs.spec_error),
+            ("Unknown", "InvalidSpec", "not checked: the spec is invalid"),
+            ("False", "InvalidSpec", obs.spec_error),
+        )
+    if obs.settings_hash is None:
+        valid: Verdict = ("Unknown", "Pending", "the spec has not been checked yet")
+    else:
+        valid = (
+            "True",
+            "SpecValid",
+            f"the spec is valid and renders {obs.env_count or 0} sidecar variable(s): "
+            "pods may use this binding",
+        )
+    if obs.check_off is not None:
+        unchecked: Verdict = (
+            "Unknown",
+            "CheckDisabled",
+            f"the queue check is off: {obs.check_off}",
+        )
+        if valid[0] != "True":
+            return valid, unchecked, valid
+        return (
+            ("True", "Ready", f"spec valid, queue not checked, {pods} pod(s) bound"),
+            unchecked,
+            valid,
+        )
+    if obs.probe is None:
+        return (
+            ("Unknown", "Pending", "waiting for the first queue check"),
+            ("Unknown", "Pending", "the queue has not been read yet"),
+            valid,
+        )
+    if not obs.probe.reachable:
+        return (
+            (
+                "False",
+                obs.probe.reason,
+                f"the operator cannot read the queue: "
+                f"{obs.probe.message} (pods are still admitted while the spec is Valid)",
+            ),
+            ("False", obs.probe.reason, obs.probe.message),
+            valid,
+        )
+    return (
+        ("True", "Ready", f"spec valid, queue reachable, {pods} pod(s) bound"),
+        ("True", obs.probe.reason, obs.probe.message),
+        valid,
+    )
+
+
 def _conditions(obs: Observed, now: str) -> list[dict[str, Any]]:
-    if obs.spec_error is None and obs.probe is None:
+    ready, reachable, valid = _verdicts(obs)
+    common: dict[str, Any] = {"generation": obs.generation, "previous": obs.conditions, "now": now}
+    made_valid = _condition(VALID, *valid, **common)
+    if obs.spec_error is None and obs.probe is None and obs.check_off is None:
         kept = _still_valid(obs.conditions)
         if kept is not None:
-            obs.conditions = kept
-            return kept
-    if obs.spec_error is not None:
-        reachable = ("Unknown", "InvalidSpec", "not checked: the spec is invalid")
-        ready = ("False", "InvalidSpec", obs.spec_error)
-    elif obs.probe is None:
-        reachable = ("Unknown", "Pending", "the queue has not been read yet")
-        ready = ("Unknown", "Pending", "waiting for the first queue check")
-    elif not obs.probe.reachable:
-        reachable = ("False", obs.probe.reason, obs.probe.message)
-        ready = ("False", obs.probe.reason, f"the queue cannot be read: {obs.probe.message}")
-    else:
-        reachable = ("True", obs.probe.reason, obs.probe.message)
-        pods = len(obs.pods or ())
-        ready = ("True", "Ready", f"spec valid, queue reachable, {pods} pod(s) bound")
+            obs.conditions = [*kept, made_valid]
+            return obs.conditions
     made = [
-        _condition(READY, *ready, generation=obs.generation, previous=obs.conditions, now=now),
-        _condition(
-            QUEUE_REACHABLE, *reachable, generation=obs.generation, previous=obs.conditions, now=now
-        ),
+        _condition(READY, *ready, **common),
+        _condition(QUEUE_REACHABLE, *reachable, **common),
+        made_valid,
     ]
     obs.conditions = made
     return made

@@ -112,11 +112,11 @@ def test_chart_crd_is_the_top_level_crd() -> None:
     )
 
 
-def test_rendered_crds_include_the_binding_and_kopf_peering(helm: str) -> None:
+def test_rendered_crds_are_the_binding_only(helm: str) -> None:
     crds = {
         m["metadata"]["name"] for m in render(helm, {}) if m["kind"] == "CustomResourceDefinition"
     }
-    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= crds
+    assert not {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} & crds, "no peering"
     if (CHART / "crds" / "carrierbinding.yaml").exists():
         assert "carrierbindings.carrier.amplify.security" in crds
 
@@ -201,8 +201,8 @@ def test_deployment_env_is_a_valid_operator_configuration(helm: str) -> None:
             assert config.cert_dir in mounts
 
 
-# Env the chart sets ahead of the operator reading it (see docs/packaging.md).
-_PENDING = {"CARRIER_OPERATOR_PEERING_NAME"}
+# Env the chart sets ahead of the operator reading it (see docs/packaging.md): none now.
+_PENDING: set[str] = set()
 
 
 def test_notes_tell_the_next_step_with_a_valid_binding() -> None:

@@ -204,19 +204,22 @@ def test_cert_manager_wiring(helm: str) -> None:
     assert one(issued, "Certificate")["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
 
 
-def test_replicas_bring_peering_and_a_disruption_budget(helm: str) -> None:
-    assert not find(render(helm, {}), "PodDisruptionBudget")
+def test_replicas_bring_leader_election_and_a_disruption_budget(helm: str) -> None:
+    single = render(helm, {})
+    assert not find(single, "PodDisruptionBudget")
+    assert "leases" not in str(find(single, "Role")), "no Lease rights for one replica"
     assert find(render(helm, SCENARIOS["pdb"]), "PodDisruptionBudget")
     manifests = render(helm, SCENARIOS["replicas-2"])
     assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
-    assert one(manifests, "ClusterKopfPeering")
-    env = {
-        e["name"]: e["value"]
-        for e in pod_spec_of(one(manifests, "Deployment"))["containers"][0]["env"]
-    }
-    assert env["CARRIER_OPERATOR_PEERING"] == "true"
-    namespaced = render(helm, SCENARIOS["namespaces"])
-    assert {m["metadata"]["namespace"] for m in find(namespaced, "KopfPeering")} == {
-        "team-a",
-        "team-b",
-    }
+    container = pod_spec_of(one(manifests, "Deployment"))["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CARRIER_OPERATOR_LEADER_ELECTION"] == "true"
+    assert env["CARRIER_OPERATOR_QUEUE_CHECK"] == "true"
+    assert "POD_NAME" in env
+    assert not [m for m in manifests if "kopf.dev" in str(m.get("apiVersion"))], "no peering"
+    (leader_role,) = [m for m in find(manifests, "Role") if "leases" in str(m)]
+    assert leader_role["metadata"]["namespace"] == "carrier-system"
+    rules = {(r["resources"][0], tuple(r["verbs"])) for r in leader_role["rules"]}
+    assert rules == {("leases", ("get", "patch")), ("leases", ("create",))}
+    named = [r for r in leader_role["rules"] if "resourceNames" in r]
+    assert named[0]["resourceNames"] == [env["CARRIER_OPERATOR_LEASE_NAME"]]

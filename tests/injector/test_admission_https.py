@@ -24,14 +24,26 @@ from tests.support.pss import violations
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-NOT_READY = {
+NOT_READY = {  # the operator cannot read the queue: not its business to refuse pods
     "conditions": [
         {
             "type": "Ready",
             "status": "False",
-            "reason": "QueueNotFound",
-            "message": "queue orders-q does not exist",
-        }
+            "reason": "AccessDenied",
+            "message": "the operator cannot read the queue",
+        },
+        {"type": "QueueReachable", "status": "False", "reason": "AccessDenied"},
+        {"type": "Valid", "status": "True", "reason": "SpecValid"},
+    ]
+}
+INVALID = {
+    "conditions": [
+        {
+            "type": "Valid",
+            "status": "False",
+            "reason": "InvalidSpec",
+            "message": "spec.delivery.batchSize: must be at most 10",
+        },
     ]
 }
 BINDINGS = [
@@ -41,7 +53,8 @@ BINDINGS = [
         {"queue": {"name": "orders-q"}, "webhook": {"port": 8080, "path": "/jobs"}},
     ),
     ready_binding("team-b", "billing"),
-    ready_binding("team-a", "broken", status=NOT_READY),
+    ready_binding("team-a", "unread", status=NOT_READY),
+    ready_binding("team-a", "broken", status=INVALID),
     ready_binding("team-a", "fresh", status=None),
 ]
 
@@ -161,16 +174,24 @@ async def test_missing_binding_denies_with_an_actionable_message(injector: Injec
     assert answer.message == 'CarrierBinding "nope" not found in namespace "team-a"'
 
 
-async def test_not_ready_binding_denies_with_its_reason(injector: Injector) -> None:
+async def test_invalid_binding_denies_with_its_reason(injector: Injector) -> None:
     answer = await injector.mutate(replicaset_pod("broken"), namespace="team-a")
     assert not answer.allowed
     assert answer.message == (
-        'CarrierBinding "broken" in namespace "team-a" is not Ready: '
-        "QueueNotFound: queue orders-q does not exist"
+        'CarrierBinding "broken" in namespace "team-a" is not valid: '
+        "InvalidSpec: spec.delivery.batchSize: must be at most 10"
     )
     answer = await injector.mutate(replicaset_pod("fresh"), namespace="team-a")
     assert not answer.allowed
-    assert "is not Ready yet" in answer.message
+    assert "is not validated yet" in answer.message
+
+
+async def test_a_queue_the_operator_cannot_read_still_admits(injector: Injector) -> None:
+    """Valid is the gate; Ready=False from the operator's own queue read is not."""
+    answer = await injector.mutate(replicaset_pod("unread"), namespace="team-a")
+    assert answer.allowed, answer.message
+    pod = patched(replicaset_pod("unread"), answer.patch)
+    assert "carrier" in containers(pod) | containers(pod, "initContainers")
 
 
 async def test_reinvocation_and_already_injected_pods_are_unchanged(injector: Injector) -> None:

@@ -71,11 +71,25 @@ def test_readiness_problems() -> None:
     assert readiness_problem("b", "ns", None) == 'CarrierBinding "b" not found in namespace "ns"'
     assert readiness_problem("b", "ns", BINDING) is None
     pending = Binding("b", "ns", SPEC, {})
-    assert "not Ready yet" in str(readiness_problem("b", "ns", pending))
-    failing = Binding("b", "ns", SPEC, {"conditions": [{"type": "Ready", "status": "False"}]})
-    assert readiness_problem("b", "ns", failing) == (
-        'CarrierBinding "b" in namespace "ns" is not Ready: NotReady'
+    assert "not validated yet" in str(readiness_problem("b", "ns", pending))
+    invalid = Binding("b", "ns", SPEC, {"conditions": [{"type": "Valid", "status": "False"}]})
+    assert readiness_problem("b", "ns", invalid) == (
+        'CarrierBinding "b" in namespace "ns" is not valid: NotValid'
     )
+    unread = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "AccessDenied"},
+            {"type": "Valid", "status": "True", "reason": "SpecValid"},
+        ]
+    }
+    assert readiness_problem("b", "ns", Binding("b", "ns", SPEC, unread)) is None
+    # A status from before Valid existed: Ready stands in, but only an InvalidSpec refuses.
+    legacy = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "bad"}
+    assert readiness_problem("b", "ns", Binding("b", "ns", SPEC, {"conditions": [legacy]})) == (
+        'CarrierBinding "b" in namespace "ns" is not valid: InvalidSpec: bad'
+    )
+    queue_only = {"conditions": [{"type": "Ready", "status": "False", "reason": "QueueNotFound"}]}
+    assert readiness_problem("b", "ns", Binding("b", "ns", SPEC, queue_only)) is None
 
 
 def test_regular_container_mode_appends_to_containers() -> None:

@@ -166,9 +166,10 @@ def test_crd_is_a_structural_v1_schema() -> None:
     assert version["served"]
     assert version["storage"]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"][:6]] == [
+    assert [c["name"] for c in version["additionalPrinterColumns"][:7]] == [
         "Queue",
         "Webhook",
+        "Valid",
         "Ready",
         "Pods",
         "Depth",

@@ -60,10 +60,13 @@ async def test_bad_config_is_one_line_and_exit_2(
 
 def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARRIER_OPERATOR_NAMESPACES", "a, b")
-    monkeypatch.setenv("CARRIER_OPERATOR_PEERING", "true")
-    config = load_config(["--namespaces", "team-a", "--standalone", "--queue-check-interval", "5"])
+    monkeypatch.setenv("CARRIER_OPERATOR_LEADER_ELECTION", "true")
+    config = load_config(
+        ["--namespaces", "team-a", "--no-leader-election", "--queue-check-interval", "5"]
+    )
     assert config.namespace_list == ["team-a"]
-    assert config.peering is False
+    assert config.leader_election is False
+    assert load_config([]).leader_election is True
     assert config.queue_check_interval == 5
     assert load_config([]).namespace_list == ["a", "b"]
     with pytest.raises(OperatorConfigError, match="CARRIER_OPERATOR_WEBHOOK_PORT"):
@@ -87,6 +90,7 @@ async def test_liveness_endpoint_answers(
 
     await eventually(probe, 10, "/healthz")
     assert answers[0]["bindings"] == 0
+    assert answers[0]["leader"] is True, "a sole replica is always the writer"
 
 
 async def test_process_reconciles_then_stops_cleanly_on_sigterm(

@@ -29,41 +29,70 @@ GONE = QueueProbe(False, "QueueNotFound", "queue orders does not exist")
 
 # --- status ----------------------------------------------------------------------------------
 def test_transition_time_moves_only_when_a_condition_changes_status() -> None:
-    obs = Observed(generation=1, probe=OK, pods=("b", "a"))
+    obs = Observed(generation=1, probe=OK, pods=("b", "a"), settings_hash="s", env_count=3)
     first = render(obs, "T1")
     assert first["queueDepth"] == {"visible": 3, "inFlight": 1, "delayed": 0}
     assert first["boundPodNames"] == ["a", "b"]
     again = render(obs, "T2")
-    assert [c["lastTransitionTime"] for c in again["conditions"]] == ["T1", "T1"]
+    assert [c["lastTransitionTime"] for c in again["conditions"]] == ["T1", "T1", "T1"]
     obs.probe = GONE
     failed = render(obs, "T3")
-    assert [c["status"] for c in failed["conditions"]] == ["False", "False"]
-    assert [c["lastTransitionTime"] for c in failed["conditions"]] == ["T3", "T3"]
+    assert [c["status"] for c in failed["conditions"]] == ["False", "False", "True"]
+    assert [c["lastTransitionTime"] for c in failed["conditions"]] == ["T3", "T3", "T1"]
     assert failed["queueDepth"] is None, "merge-patch null: the stale depth is removed"
 
 
 def test_unknown_values_are_left_out_not_erased() -> None:
     status = render(Observed(), "T")
     assert set(status) == {"conditions"}
-    assert [c["status"] for c in status["conditions"]] == ["Unknown", "Unknown"]
+    assert [c["status"] for c in status["conditions"]] == ["Unknown", "Unknown", "Unknown"]
 
 
 def test_invalid_spec_wins_over_a_reachable_queue() -> None:
     status = render(Observed(spec_error="spec.x: bad", probe=OK), "T")
-    ready, reachable = status["conditions"]
+    ready, reachable, valid = status["conditions"]
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "False",
         "InvalidSpec",
         "spec.x: bad",
     )
     assert reachable["status"] == "Unknown"
+    assert (valid["type"], valid["status"], valid["reason"]) == ("Valid", "False", "InvalidSpec")
 
 
 def test_conditions_survive_a_restart_until_the_queue_is_read_again() -> None:
-    before = render(Observed(generation=1, probe=OK), "T1")
+    before = render(Observed(generation=1, probe=OK, settings_hash="s", env_count=3), "T1")
     restarted = Observed()
     restarted.seed(before)
+    restarted.env_count, restarted.generation = 3, 1  # the spec is checked again first
     assert render(restarted, "T2")["conditions"] == before["conditions"]
+
+
+def test_a_failed_queue_read_never_touches_valid() -> None:
+    """The admission gate depends on the spec only: no AWS answer can turn it False."""
+    obs = Observed(generation=1, settings_hash="s", env_count=3, probe=OK)
+    valid_before = render(obs, "T1")["conditions"][2]
+    for reason in ("AccessDenied", "NoCredentials", "EndpointUnreachable", "QueueError"):
+        obs.probe = QueueProbe(False, reason, "no")
+        ready, reachable, valid = render(obs, "T2")["conditions"]
+        assert (ready["status"], reachable["status"], reachable["reason"]) == (
+            "False",
+            "False",
+            reason,
+        )
+        assert "pods are still admitted" in ready["message"]
+        assert valid == valid_before
+
+
+def test_queue_check_off_is_ready_with_reachable_unknown() -> None:
+    obs = Observed(
+        generation=1, settings_hash="s", env_count=3, check_off="spec.queueCheck is false"
+    )
+    ready, reachable, valid = render(obs, "T")["conditions"]
+    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+    assert (reachable["status"], reachable["reason"]) == ("Unknown", "CheckDisabled")
+    assert "spec.queueCheck is false" in reachable["message"]
+    assert valid["status"] == "True"
 
 
 # --- rollout choice --------------------------------------------------------------------------
@@ -191,3 +220,31 @@ async def test_probe_names_sqs_errors(
     assert (probe.reachable, probe.reason) == (False, reason)
     assert "q" in probe.message
     assert webhook.url in probe.message
+
+
+async def test_access_denied_names_the_action_and_the_pods_identity(
+    webhook: WebhookRecorder,
+) -> None:
+    async def answer(request: web.Request, _received: Received) -> web.StreamResponse:
+        target = request.headers.get("X-Amz-Target", "")
+        if target.endswith("GetQueueUrl"):
+            return web.json_response(
+                {"QueueUrl": f"{webhook.url}/123456789012/q"},
+                content_type="application/x-amz-json-1.0",
+            )
+        body = {"__type": "com.amazonaws.sqs#AccessDenied", "message": "not authorized"}
+        return web.json_response(body, status=400, content_type="application/x-amz-json-1.0")
+
+    webhook.responder = answer
+    reader = QueueReader(timeout=5)
+    try:
+        probe = await reader.probe(
+            Settings.from_fields(
+                {"sqs_queue_name": "q", "sqs_region": "us-east-1", "sqs_endpoint": webhook.url}
+            )
+        )
+    finally:
+        await reader.close()
+    assert probe.reason == "AccessDenied"
+    assert "may not call sqs:GetQueueAttributes on q" in probe.message
+    assert "the pod's own identity, not the operator's" in probe.message

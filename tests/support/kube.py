@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,9 +101,57 @@ for _info in RESOURCES.values():
 
 class _Emulator(kmock.KubernetesEmulator):
     """kmock plus what the API server does on create: ``generateName`` (kopf names its Events
-    that way) and a ``resourceVersion``/``uid`` for objects the code under test creates."""
+    that way) and a ``resourceVersion``/``uid`` for objects the code under test creates; and, on
+    every write, a new ``resourceVersion`` with 409 Conflict for a stale one (:meth:`_versioned`)."""
+
+    _revision: int = 1000
+    _write_lock: asyncio.Lock | None = None
+    # Called with each create/patch before it is applied (tests stage faults at exact points:
+    # e.g. SIGKILL a process in the middle of its rollout); raising refuses the write.
+    write_hooks: builtins.list[Callable[[kmock.Request], None]] = []
+
+    async def _versioned(self, request: kmock.Request) -> Any:
+        """What the API server's optimistic concurrency does, which kmock 0.8 does not: every
+        create/patch gets the next resourceVersion, and a patch whose body carries a
+        ``metadata.resourceVersion`` other than the stored one is refused with 409 Conflict
+        (a precondition, as for a real merge patch or update). Writes are serialised so that
+        the check and the write are one step."""
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock:
+            for hook in list(self.write_hooks):
+                hook(request)
+            data = request.data
+            meta = data.get("metadata") if isinstance(data, dict) else None
+            if request.action == kmock.action.UPDATE and request.name is not None:
+                stored = None
+                if request.resource is not None:
+                    with contextlib.suppress(KeyError):
+                        stored = self.objects[request.resource, request.namespace, request.name]
+                if stored is not None and not stored.deleted:
+                    current = (stored.raw.get("metadata") or {}).get("resourceVersion")
+                    sent = meta.get("resourceVersion") if isinstance(meta, dict) else None
+                    if sent is not None and str(sent) != str(current):
+                        raise kmock.KubernetesError(
+                            status=409,
+                            reason="Conflict",
+                            message=f"Operation cannot be fulfilled on {request.name}: the "
+                            "object has been modified; please apply your changes to the "
+                            "latest version and try again",
+                        )
+            if isinstance(meta, dict) and request.action in {
+                kmock.action.CREATE,
+                kmock.action.UPDATE,
+            }:
+                self._revision += 1
+                meta["resourceVersion"] = str(self._revision)
+            return await super()._handle(request)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if request.action in {kmock.action.CREATE, kmock.action.UPDATE} and isinstance(
+            request.data, dict
+        ):
+            request.data.setdefault("metadata", {})
         data = request.data
         if request.action == kmock.action.CREATE and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
@@ -112,6 +160,8 @@ class _Emulator(kmock.KubernetesEmulator):
                     meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
                 meta.setdefault("resourceVersion", "1")
                 meta.setdefault("uid", str(uuid.uuid4()))
+        if request.action in {kmock.action.CREATE, kmock.action.UPDATE}:
+            return await self._versioned(request)
         return await super()._handle(request)
 
 
@@ -304,6 +354,7 @@ def _write_kubeconfig(path: Path, server: str) -> None:
 async def fake_kube(namespaces: tuple[str, ...] = ("default",)) -> AsyncIterator[FakeKube]:
     """Start kmock on loopback with every resource declared; write the kubeconfig for it."""
     mock = _Emulator()
+    mock.write_hooks = []
     for key, info in RESOURCES.items():
         mock.resources[key] = info
     async with mock, kmock.Server(mock):

@@ -52,9 +52,9 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .repository (default .appVersion .tag) }}
 {{- end }}
 
-{{/* kopf peering is on with several replicas unless forced. */}}
-{{- define "carrier.peering" -}}
-{{- if eq (toString .Values.operator.peering) "auto" }}{{ gt (int .Values.replicaCount) 1 }}{{ else }}{{ .Values.operator.peering }}{{ end }}
+{{/* Leader election (a Lease) is on with several replicas unless forced. */}}
+{{- define "carrier.leaderElection" -}}
+{{- if eq (toString .Values.operator.leaderElection) "auto" }}{{ gt (int .Values.replicaCount) 1 }}{{ else }}{{ .Values.operator.leaderElection }}{{ end }}
 {{- end }}
 
 {{/* "namespace/name" of the cert-manager Certificate, for cert-manager.io/inject-ca-from. */}}

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import MotoServer, WebhookRecorder, eventually, free_port
 
-from .conftest import depth, drained, env_for, make_queue, sidecar_process
+from .conftest import depth, drained, env_for, in_process, make_queue, sidecar_process
 
 TASKS = "nightly=/tasks/nightly,hourly=/tasks/hourly"
 
@@ -180,3 +180,29 @@ async def test_hostile_task_names_never_reach_another_path_or_host(
         assert "x" * 80 + "…" in names
     finally:
         await elsewhere.stop()
+
+
+async def test_an_unlisted_task_holds_its_fifo_group_like_a_failure(
+    moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str
+) -> None:
+    """The group's later message is not delivered ahead of the refused one (FIFO order)."""
+    name = queue_name + ".fifo"
+    url = await make_queue(sqs, name, ContentBasedDeduplication="true")
+    await sqs.send_message(
+        QueueUrl=url, MessageBody="w", MessageGroupId="g", MessageAttributes=task("weekly")
+    )
+    await sqs.send_message(QueueUrl=url, MessageBody="after", MessageGroupId="g")
+    await sqs.send_message(QueueUrl=url, MessageBody="other", MessageGroupId="h")
+    env = env_for(
+        moto,
+        name,
+        webhook.url,
+        CARRIER_WEBHOOK_TASKS=TASKS,
+        CARRIER_SQS_BATCH_SIZE="10",
+        CARRIER_RETRY_BACKOFF_BASE="1s",
+        CARRIER_RETRY_BACKOFF_MAX="1s",
+    )
+    async with in_process(env) as sidecar:
+        await eventually(lambda: sidecar.counter("unrouted_tasks") >= 2, 20, "two refusals")
+        await eventually(lambda: webhook.received, 10, "the other group's POST")
+    assert [r.body for r in webhook.received] == [b"other"], "group g waits behind 'weekly'"

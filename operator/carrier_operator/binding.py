@@ -46,6 +46,13 @@ def binding_paths() -> dict[str, str]:
     return paths
 
 
+def rendered_from(field: str) -> str | None:
+    """The spec part a setting without a path of its own is rendered from (``schedules``)."""
+    extra = Settings.model_fields[field].json_schema_extra
+    source = extra.get("rendered_from") if isinstance(extra, dict) else None
+    return str(source) if source is not None else None
+
+
 def _field_paths() -> dict[str, str]:
     return {field: path for path, field in binding_paths().items()}
 
@@ -141,6 +148,12 @@ def check_sidecar_env(spec: Mapping[str, Any]) -> None:
             field = known.get(name.upper())
             if field is None:
                 raise BindingError(f"{where}: {name} is not a Carrier setting")
+            source = rendered_from(field)
+            if source is not None:
+                raise BindingError(
+                    f"{where}: {name} is a Carrier setting the operator renders from "
+                    f"spec.{source}; it is not set by hand in a binding"
+                )
             raise BindingError(
                 f"{where}: {name} is a Carrier setting: set spec.{paths.get(field, field)} "
                 "instead, so the operator validates it and the probes follow it"

@@ -27,9 +27,11 @@ DURATION_PATTERN = (
     r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$|^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"
 )
 URL_PATTERN = r"^https?://[^/?#\s]+([/?#]\S*)?$"
-# Fields whose default stays out of the schema because a cross-field rule needs to see whether
-# the user set them (webhook.url vs webhook.port).
-NO_SCHEMA_DEFAULT = frozenset({"webhook.url"})
+# Fields whose default stays out of the schema: a cross-field rule needs to see whether the user
+# set them (webhook.url vs webhook.port), or the field is newer than stored bindings, which the
+# API server would otherwise default on read into a new rendered env and a rollout of every pod
+# on upgrade (webhook.format).
+NO_SCHEMA_DEFAULT = frozenset({"webhook.url", "webhook.format"})
 SECTION_DOCS = {
     "queue": "The SQS queue to deliver from: its name or URL, region and optional endpoint.",
     "webhook": "Where each message is POSTed: a port and path on the pod's own loopback, or a URL.",

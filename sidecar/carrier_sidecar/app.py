@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .acknowledger import Acknowledger
+from .cloudevents import event_source
 from .courier import Courier
 from .footprint import settle
 from .health import WebhookHealthGate, WebhookOffline
@@ -99,7 +100,9 @@ async def run(
 
         ack = Acknowledger(port, metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
-        courier = Courier(settings, Transmitter(settings, session), ack, heartbeat, metrics)
+        source = event_source(port.queue_url, port.region, settings.queue_label)
+        transmitter = Transmitter(settings, session, source=source)
+        courier = Courier(settings, transmitter, ack, heartbeat, metrics)
         background.append(asyncio.ensure_future(ack.run()))
         background.append(asyncio.ensure_future(heartbeat.run()))
         if settings.enable_stat_log:

@@ -7,6 +7,7 @@ already drifted apart, so both sides import it from here.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -148,3 +149,51 @@ def _error(exc: BaseException) -> dict[str, Any] | None:
         error = response.get("Error")
         return error if isinstance(error, dict) else {}
     return None
+
+
+def partition_of(region: str) -> str:
+    """The AWS partition (``aws``, ``aws-cn``, ``aws-us-gov``, ``aws-iso-b`` …) a region is in,
+    read from botocore's own partition table (the slice in ``_endpoints_data``); ``aws`` if none
+    claims it."""
+    for name, pattern, regions in _partitions():
+        if region in regions or pattern.fullmatch(region):
+            return name
+    return "aws"
+
+
+def queue_arn(queue_url: str | None, region: str | None) -> str | None:
+    """``arn:{partition}:sqs:{region}:{account}:{name}`` for an AWS queue URL, else None.
+
+    Only a URL on AWS's own hosts names a real ARN; a local server's (moto, LocalStack) does
+    not, and neither does a URL without a 12-digit account and a queue name.
+    """
+    if not queue_url:
+        return None
+    parts = urlsplit(queue_url)
+    region = region_from_url(queue_url) or region
+    if not is_aws_host(parts.hostname) or not region:
+        return None
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) != 2 or not _ACCOUNT.fullmatch(segments[0]):
+        return None
+    account, name = segments
+    return f"arn:{partition_of(region)}:sqs:{region}:{account}:{name}"
+
+
+_ACCOUNT = re.compile(r"\d{12}")
+
+
+@functools.cache
+def _partitions() -> tuple[tuple[str, re.Pattern[str], frozenset[str]], ...]:
+    import json
+
+    from ._endpoints_data import ENDPOINTS_JSON
+
+    return tuple(
+        (
+            str(p["partition"]),
+            re.compile(str(p.get("regionRegex") or "(?!)")),
+            frozenset(p.get("regions") or ()),
+        )
+        for p in json.loads(ENDPOINTS_JSON).get("partitions", [])
+    )

@@ -24,6 +24,7 @@ from .meter import Meter
 from .outcome import Delivered, Failed, Outcome, RetryAt, kind
 from .settings import SQS_MAX_VISIBILITY, Settings
 from .sqs import Message
+from .tasks import LogThrottle, printable
 from .transmitter import Transmitter
 
 log = logging.getLogger("carrier.delivery")
@@ -60,6 +61,7 @@ class Courier:
         self._posting: set[str] = set()  # handles whose POST has started
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fifo = GroupSequencer(self) if settings.is_fifo else None
+        self._unrouted_log = LogThrottle()
         self.stopping = False
 
     @property
@@ -106,6 +108,10 @@ class Courier:
 
     async def run_one(self, held: Held) -> bool:
         """Deliver one held message and acknowledge it; True if the webhook took it."""
+        task = self._transmitter.envelope.unrouted_task(held.message)
+        if task is not None:
+            self._refuse_unrouted(held, task)
+            return False
         try:
             async with held.gate:
                 if self.stopping:
@@ -174,6 +180,33 @@ class Courier:
             )
             if visibility is not None:
                 self._ack.change_visibility(held.handle, visibility, "backoff", held.message_id)
+
+    def _refuse_unrouted(self, held: Held, task: str) -> None:
+        """POST a message naming an unlisted task nowhere: it takes the failure backoff, so the
+        queue's redrive policy moves it to the DLQ in time. Logged at most once a minute per
+        name (anyone who can send picks the names)."""
+        if self._held.pop(held.handle, None) is None:
+            return
+        held.give()
+        self._heartbeat.untrack(held.handle)
+        self._meter.unrouted_task()
+        count = _receive_count(held.message)
+        visibility = failure_visibility(self._settings, count)
+        if visibility is not None:
+            visibility = min(visibility, _left_in_12h(held))
+            self._ack.change_visibility(held.handle, visibility, "backoff", held.message_id)
+        held_back = self._unrouted_log.admit(task, time.monotonic())
+        if held_back is not None:
+            log.error(
+                "message names a task that CARRIER_WEBHOOK_TASKS does not list; not delivered",
+                extra={
+                    "task": printable(task),
+                    "message_id": held.message_id,
+                    "receive_count": count,
+                    "retry_in": visibility,
+                    "suppressed": held_back,
+                },
+            )
 
     def release(self, held: Held) -> None:
         """Give a held message back to the queue at once (visibility 0)."""

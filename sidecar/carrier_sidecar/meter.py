@@ -16,6 +16,7 @@ class Meter(Protocol):
     def visibility_changed(self, count: int, reason: VisibilityReason) -> None: ...
     def sqs_request(self, action: str, outcome: Literal["ok", "error"]) -> None: ...
     def in_flight(self, delta: int) -> None: ...
+    def unrouted_task(self) -> None: ...
 
 
 class NullMeter:
@@ -40,4 +41,7 @@ class NullMeter:
         pass
 
     def in_flight(self, delta: int) -> None:
+        pass
+
+    def unrouted_task(self) -> None:
         pass

@@ -115,6 +115,12 @@ class Metrics:
             "Webhook deliveries (POSTs) in progress.",
             registry=reg,
         )
+        # No task-name label: the names come from whoever can send to the queue (unbounded).
+        self._unrouted = Counter(
+            "carrier_unrouted_tasks",
+            "Messages naming a task CARRIER_WEBHOOK_TASKS does not list (POSTed nowhere).",
+            registry=reg,
+        )
         self._snapshotted: tuple[Counter | Gauge, ...] = (
             self._received,
             deliveries,
@@ -122,6 +128,7 @@ class Metrics:
             visibility,
             self._sqs_family,
             self._in_flight,
+            self._unrouted,
         )
 
     # --- recording (hot path) ----------------------------------------------------------------
@@ -150,6 +157,9 @@ class Metrics:
 
     def in_flight(self, delta: int) -> None:
         self._in_flight.inc(delta)
+
+    def unrouted_task(self) -> None:
+        self._unrouted.inc()
 
     def _sqs_child(self, action: str, outcome: SqsOutcome) -> Counter:
         child = self._sqs_family.labels(action, outcome)

@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .durations import format_duration, parse_duration
+from .tasks import parse_task_routes
 
 ENV_PREFIX = "CARRIER_"
 SQS_MAX_VISIBILITY = 43200.0  # 12 hours, SQS's hard limit
@@ -37,10 +38,18 @@ def _duration(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_duration)]
 LogLevel = Literal["debug", "info", "warning", "error"]
 RetryBackoff = Literal["exponential", "queue"]
+WebhookFormat = Literal["raw", "cloudevents"]
 
 
-def _meta(binding: str | None, *, go: bool = False) -> dict[str, Any]:
-    return {"binding": binding, "go": go}
+def _meta(
+    binding: str | None, *, go: bool = False, rendered_from: str | None = None
+) -> dict[str, Any]:
+    """``binding``: the setting's path in a CarrierBinding spec. ``rendered_from``: instead of a
+    path of its own, the spec part the operator derives it from (``schedules``)."""
+    meta: dict[str, Any] = {"binding": binding, "go": go}
+    if rendered_from is not None:
+        meta["rendered_from"] = rendered_from
+    return meta
 
 
 class Settings(BaseSettings):
@@ -168,6 +177,22 @@ class Settings(BaseSettings):
         description="Content-Type when the message has no `Body.ContentType` attribute.",
         json_schema_extra=_meta("webhook.defaultContentType", go=True),
     )
+    webhook_format: WebhookFormat = Field(
+        "raw",
+        description=(
+            "`raw` (default): the body and X-Carrier-* headers; `cloudevents`: also CloudEvents 1.0 "
+            "binary-mode `ce-*` headers (a structured-mode body passes through unchanged)."
+        ),
+        json_schema_extra=_meta("webhook.format"),
+    )
+    webhook_tasks: str | None = Field(
+        None,
+        description=(
+            "Task routes `name=/path,...`: a message whose `Carrier.TaskName` attribute names a "
+            "task is POSTed to its path on the webhook's origin; an unlisted task nowhere."
+        ),
+        json_schema_extra=_meta(None, rendered_from="schedules"),
+    )
     webhook_tls_insecure_skip_verify: bool = Field(
         False,
         description="Skip TLS certificate verification of an https webhook.",
@@ -245,7 +270,7 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     # --- validation ------------------------------------------------------------------------
-    @field_validator("log_level", "retry_backoff", mode="before")
+    @field_validator("log_level", "retry_backoff", "webhook_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -266,6 +291,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is not a queue name (1-80 letters, digits, - or _, optional .fifo)"
             )
+        return value
+
+    @field_validator("webhook_tasks")
+    @classmethod
+    def _tasks(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_task_routes(value)
         return value
 
     @field_validator("http_addr")
@@ -306,6 +338,11 @@ class Settings(BaseSettings):
     @property
     def in_flight_limit(self) -> int:
         return self.sqs_receivers * self.sqs_receiver_workers
+
+    @property
+    def task_routes(self) -> dict[str, str]:
+        """Task name → path on the webhook's origin (empty: no task is routed anywhere)."""
+        return parse_task_routes(self.webhook_tasks) if self.webhook_tasks else {}
 
     @property
     def http_bind(self) -> tuple[str, int] | None:

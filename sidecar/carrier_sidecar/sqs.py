@@ -64,6 +64,7 @@ class SqsPort:
         self.endpoint = endpoint_for(settings)
         self.queue_url: str | None = settings.sqs_queue_url
         self.visibility_timeout: float = 30.0
+        self.region: str | None = None  # as resolved by open()
         self.resolved = False
 
     async def open(self) -> None:
@@ -87,6 +88,7 @@ class SqsPort:
                 f"{env_name('sqs_region')}: no AWS region found; set it (or AWS_REGION), "
                 f"or give {env_name('sqs_queue_url')} or {env_name('sqs_endpoint')}"
             )
+        self.region = region
         config = AioConfig(
             connect_timeout=5,
             read_timeout=s.sqs_wait_time + 15,

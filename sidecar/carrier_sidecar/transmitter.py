@@ -7,10 +7,9 @@ import time
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
 from . import __version__
-from .headers import build_headers
+from .envelope import Envelope
 from .outcome import Failed, Outcome, classify
 from .settings import Settings
 
@@ -47,21 +46,26 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 class Transmitter:
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: Settings, session: aiohttp.ClientSession, *, source: str | None = None
+    ) -> None:
         self._session = session
-        self._url = URL(settings.webhook_endpoint, encoded=True)  # exactly as configured
+        # ``source``: the queue as CloudEvents' ``ce-source`` names it (its ARN, else its URL).
+        self.envelope = Envelope(
+            settings, source or str(settings.sqs_queue_url or settings.queue_label)
+        )
         self._timeout = aiohttp.ClientTimeout(total=settings.webhook_request_timeout)
         self._timeout_text = f"timed out after {settings.webhook_request_timeout:g}s"
-        self._content_type = settings.webhook_default_content_type
 
     async def post(self, message: dict[str, Any]) -> Outcome:
-        body = str(message.get("Body", "")).encode("utf-8")
-        headers = build_headers(message, self._content_type)
+        request = self.envelope.build(message)
+        if request is None:  # the courier holds these back; never POST one anywhere
+            return Failed("the message names a task CARRIER_WEBHOOK_TASKS does not list")
         try:
             async with self._session.post(
-                self._url,
-                data=body,
-                headers=headers,
+                request.url,
+                data=request.body,
+                headers=request.headers,
                 timeout=self._timeout,
                 allow_redirects=False,  # a redirect is an answer, not a place to re-POST
             ) as response:

@@ -9,8 +9,10 @@ import pytest
 from carrier_operator.binding import (
     BindingError,
     binding_paths,
+    check_sidecar_env,
     render_env,
     render_settings,
+    rendered_from,
     settings_hash,
 )
 from carrier_sidecar.settings import Settings
@@ -24,9 +26,14 @@ SPEC: dict[str, Any] = {
 
 
 def test_every_setting_has_a_unique_binding_path() -> None:
+    """Each setting has its own spec path, or says which spec part the operator renders it from
+    (CARRIER_WEBHOOK_TASKS comes from spec.schedules, not from a path of its own)."""
     paths = binding_paths()
-    assert sorted(paths.values()) == sorted(Settings.model_fields)
-    assert len(paths) == len(Settings.model_fields)
+    derived = sorted(name for name in Settings.model_fields if rendered_from(name) is not None)
+    assert derived == ["webhook_tasks"]
+    assert {rendered_from(name) for name in derived} == {"schedules"}
+    assert sorted([*paths.values(), *derived]) == sorted(Settings.model_fields)
+    assert len(paths) + len(derived) == len(Settings.model_fields)
 
 
 def test_spec_renders_to_the_sidecar_env() -> None:
@@ -92,3 +99,28 @@ def test_settings_hash_is_stable_and_order_independent() -> None:
     changed = {**SPEC, "delivery": {**SPEC["delivery"], "batchSize": 9}}
     assert settings_hash(render_env(changed)) != settings_hash(env)
     assert len(settings_hash(env)) == 16
+
+
+def test_webhook_format_has_its_place_in_a_binding() -> None:
+    spec = {"queue": {"name": "q"}, "webhook": {"format": "cloudevents"}}
+    assert render_env(spec)["CARRIER_WEBHOOK_FORMAT"] == "cloudevents"
+    with pytest.raises(BindingError) as caught:
+        render_settings({"queue": {"name": "q"}, "webhook": {"format": "xml"}})
+    assert str(caught.value).startswith("spec.webhook.format: input should be 'raw' or"), str(
+        caught.value
+    )
+
+
+def test_task_routes_are_not_set_by_hand_in_a_binding() -> None:
+    """CARRIER_WEBHOOK_TASKS is the operator's to render from spec.schedules, never sidecar.env."""
+    spec = {
+        "queue": {"name": "q"},
+        "sidecar": {"env": [{"name": "CARRIER_WEBHOOK_TASKS", "value": "a=/a"}]},
+    }
+    with pytest.raises(BindingError) as caught:
+        check_sidecar_env(spec)
+    assert str(caught.value) == (
+        "spec.sidecar.env[0]: CARRIER_WEBHOOK_TASKS is a Carrier setting the operator renders "
+        "from spec.schedules; it is not set by hand in a binding"
+    )
+    assert "CARRIER_WEBHOOK_TASKS" not in render_env({"queue": {"name": "q"}})

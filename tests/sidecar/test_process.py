@@ -154,6 +154,8 @@ BAD = [
     ({"CARRIER_SQS_QUEUE_NAME": ""}, "CARRIER_SQS_QUEUE_NAME"),
     ({"CARRIER_SQS_QUEUE_NAME": "no-such-queue"}, "does not exist"),
     ({"CARRIER_SQS_ENDPOINT": "http://127.0.0.1:{closed}"}, "CARRIER_SQS_ENDPOINT"),
+    ({"CARRIER_WEBHOOK_TASKS": "nightly=/tasks/../admin"}, "CARRIER_WEBHOOK_TASKS"),
+    ({"CARRIER_WEBHOOK_FORMAT": "xml"}, "CARRIER_WEBHOOK_FORMAT"),
 ]
 
 

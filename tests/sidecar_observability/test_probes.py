@@ -206,6 +206,7 @@ def test_snapshot_flattens_counters_for_the_stat_log() -> None:
         "sqs_requests_ok": 3,
         "sqs_requests_error": 1,
         "in_flight_messages": 1,
+        "unrouted_tasks": 0,
     }
 
 

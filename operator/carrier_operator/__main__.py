@@ -21,12 +21,11 @@ from .book import Book
 from .checker import Checker
 from .config import OperatorConfigError, OperatorSettings
 from .kubeapi import KubeAPI
+from .liveness import serving_liveness
 from .logs import configure_logging
 from .queues import QueueReader
 
 logger = logging.getLogger(__name__)
-
-LIVENESS_PATH = "/healthz"
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
@@ -83,7 +82,6 @@ async def _cleanup(memo: Any, **_: Any) -> None:
         await carrier.close()
 
 
-@kopf.on.probe(id="bindings")
 def _probe(memo: Any, **_: Any) -> int:
     """The liveness endpoint also reports how many bindings the operator tracks."""
     carrier = getattr(memo, "carrier", None)
@@ -99,16 +97,29 @@ async def run(
     """Run kopf with our handlers until ``stop_flag`` is set or a signal arrives."""
     settings = kopf.OperatorSettings()
     configure_kopf(settings, config)
+    memo = kopf.Memo(config=config)
+    # Our own liveness listener, not kopf's liveness_endpoint: kopf binds one address family.
+    async with serving_liveness(config.liveness_port, lambda: {"bindings": _probe(memo)}):
+        await _run_kopf(config, settings, memo, stop_flag=stop_flag, ready_flag=ready_flag)
+
+
+async def _run_kopf(
+    config: OperatorSettings,
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    *,
+    stop_flag: Any,
+    ready_flag: Any,
+) -> None:
     namespaces = config.namespace_list
     await kopf.operator(
         settings=settings,
-        memo=kopf.Memo(config=config),
+        memo=memo,
         standalone=not config.peering,
         # A name makes peering mandatory in kopf: only then must the peering object exist.
         peering_name=config.peering_name if config.peering else None,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}{LIVENESS_PATH}",
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )

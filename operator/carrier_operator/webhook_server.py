@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp.web
 import kopf
 
+from carrier_sidecar.listen import describe, listen_sockets
+
 from .certs import CertMaterial, CertSource, load_into, server_context
 from .kubeapi import KubeAPIError
 
@@ -223,11 +225,12 @@ class InjectorServer(kopf.WebhookServer):
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
-            site = aiohttp.web.TCPSite(
-                runner, self.addr, self.port, ssl_context=context, reuse_address=True
-            )
-            await site.start()
-            logger.info("Admission webhooks listening on %s:%s.", self.addr or "*", self.port)
+            # No addr = ":PORT": IPv6 with IPv4 mapped, or IPv4 alone (carrier_sidecar.listen).
+            sockets = listen_sockets(self.addr or "", self.port or 0)
+            for sock in sockets:
+                await aiohttp.web.SockSite(runner, sock, ssl_context=context).start()
+            self.port = int(sockets[0].getsockname()[1])
+            logger.info("Admission webhooks listening on %s.", describe(sockets))
             self.listening.set()
             yield self._client_config(material)
             while True:

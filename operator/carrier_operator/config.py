@@ -82,6 +82,11 @@ class OperatorSettings(BaseSettings):
         "carrier-validator",
         description="ValidatingWebhookConfiguration whose caBundle is kept current.",
     )
+    validate_bindings: bool = Field(
+        True,
+        description="The chart rendered the validating configuration (webhook.validateBindings):"
+        " off, its caBundle is neither looked for nor patched.",
+    )
     cert_dir: str | None = Field(
         None,
         description="Directory with tls.crt, tls.key (and ca.crt) from cert-manager; unset = "

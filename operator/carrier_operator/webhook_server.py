@@ -15,6 +15,7 @@ import collections
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -184,7 +185,8 @@ class InjectorServer(kopf.WebhookServer):
         self._wake = asyncio.Event()
 
     def check_certificate_now(self) -> None:
-        """Re-check the cert source now instead of at the next scheduled time."""
+        """Re-check the cert source now (all of it) instead of at the next scheduled time."""
+        self.source.recheck()
         self._wake.set()
 
     async def _initial_material(self) -> CertMaterial:
@@ -243,7 +245,11 @@ class InjectorServer(kopf.WebhookServer):
                     logger.error("Webhook certificate check failed (will retry): %s", exc)
                     continue
                 if renewed is not None:
-                    load_into(context, renewed)
+                    try:
+                        load_into(context, renewed)
+                    except (ssl.SSLError, ValueError) as exc:  # keep serving the current one
+                        logger.error("Cannot load the renewed certificate: %s", exc)
+                        continue
                     self.material = renewed
                     logger.info("Serving the renewed certificate %s.", renewed.fingerprint)
                     yield self._client_config(renewed)

@@ -188,20 +188,32 @@ def test_webhook_options_reach_the_configuration(helm: str) -> None:
 
 def test_cert_manager_wiring(helm: str) -> None:
     manifests = render(helm, SCENARIOS["cert-manager"])
-    certificate = one(manifests, "Certificate")
-    assert certificate["spec"]["dnsNames"][0] == f"carrier-operator.{NAMESPACE}.svc"
-    ref = f"{NAMESPACE}/{certificate['metadata']['name']}"
+    certificates = {c["metadata"]["name"]: c["spec"] for c in find(manifests, "Certificate")}
+    issuers = {i["metadata"]["name"]: i["spec"] for i in find(manifests, "Issuer")}
+    # self-signed Issuer -> CA Certificate (isCA) -> CA Issuer -> serving Certificate
+    ca = certificates["carrier-operator-ca"]
+    assert ca["isCA"] is True
+    assert ca["privateKey"]["rotationPolicy"] == "Never"  # renewed CA trusts earlier leaves
+    assert issuers[ca["issuerRef"]["name"]] == {"selfSigned": {}}
+    leaf = certificates["carrier-operator"]
+    assert "isCA" not in leaf
+    assert leaf["dnsNames"][0] == f"carrier-operator.{NAMESPACE}.svc"
+    ca_issuer = issuers[leaf["issuerRef"]["name"]]
+    assert ca_issuer == {"ca": {"secretName": ca["secretName"]}}
+    # The caBundle comes from the CA Certificate: a leaf renewal never changes it.
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-        assert (
-            one(manifests, kind)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == ref
-        )
+        annotations = one(manifests, kind)["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/carrier-operator-ca"
     pod = pod_spec_of(one(manifests, "Deployment"))
     (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
-    assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
-    assert one(manifests, "Issuer")["spec"] == {"selfSigned": {}}
+    assert tls["secret"]["secretName"] == leaf["secretName"]
     issued = render(helm, SCENARIOS["cert-manager-issuer"])
     assert not find(issued, "Issuer")
-    assert one(issued, "Certificate")["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+    (certificate,) = find(issued, "Certificate")
+    assert certificate["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+    ref = f"{NAMESPACE}/{certificate['metadata']['name']}"  # its ca.crt is the issuer's CA
+    annotations = one(issued, "MutatingWebhookConfiguration")["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == ref
 
 
 def test_replicas_bring_peering_and_a_disruption_budget(helm: str) -> None:

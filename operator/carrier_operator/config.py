@@ -48,6 +48,12 @@ class OperatorSettings(BaseSettings):
         60.0, gt=0, description="Seconds between queue attribute reads per binding."
     )
 
+    rollout_enabled: bool = Field(
+        True,
+        description="rolloutOnChange may restart Deployments/StatefulSets (the chart grants "
+        "patch on them only with rollout.enabled); off: a Warning event says to restart them.",
+    )
+
     # --- injection -------------------------------------------------------------------------
     sidecar_image: str = Field(
         "ghcr.io/carrier-k8s/carrier-sidecar:0.1.0", min_length=1, description="Default image."

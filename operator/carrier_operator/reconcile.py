@@ -138,7 +138,10 @@ async def reconcile(
     new_hash = sidecar_hash(spec)
     old_hash = obs.sidecar_hash
     if old_hash is not None and old_hash != new_hash and spec.get("rolloutOnChange"):
-        await _roll_out(carrier, body, namespace, name, new_hash)
+        if carrier.config.rollout_enabled:
+            await _roll_out(carrier, body, namespace, name, new_hash)
+        else:
+            events.warning(body, events.ROLLOUT_FAILED, ROLLOUT_DISABLED)
     if obs.spec_error is not None:
         events.normal(body, events.SPEC_VALID, "the spec is valid again")
     if old_hash != new_hash:
@@ -153,6 +156,13 @@ async def reconcile(
     obs.env_count = len(env)
     await carrier.book.try_publish(key)
     carrier.checker.touch(key, queue=True)
+
+
+ROLLOUT_DISABLED = (
+    "rolloutOnChange is set, but this operator may not restart workloads (chart value "
+    "rollout.enabled=false, so no RBAC to patch Deployments/StatefulSets): restart them "
+    "yourself (kubectl rollout restart) or enable rollout"
+)
 
 
 async def _roll_out(carrier: Runtime, body: Any, namespace: str, name: str, new_hash: str) -> None:

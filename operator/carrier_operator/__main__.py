@@ -160,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"carrier-operator: {exc}", file=sys.stderr)
         return 2
     configure_logging(config)
-    asyncio.run(run(config))
+    try:
+        asyncio.run(run(config))
+    except OperatorConfigError as exc:  # found only when used (e.g. a busy liveness port)
+        print(f"carrier-operator: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

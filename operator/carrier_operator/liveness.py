@@ -20,6 +20,8 @@ import aiohttp.web
 
 from carrier_sidecar.listen import describe, listen_sockets
 
+from .config import OperatorConfigError
+
 logger = logging.getLogger(__name__)
 
 LIVENESS_PATH = "/healthz"
@@ -39,7 +41,12 @@ async def serving_liveness(
     runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
-        sockets = listen_sockets(host, port)
+        try:
+            sockets = listen_sockets(host, port)
+        except OSError as exc:  # a busy port is a configuration error: one line, exit 2
+            raise OperatorConfigError(
+                f"CARRIER_OPERATOR_LIVENESS_PORT: cannot listen on :{port}: {exc.strerror}"
+            ) from None
         for sock in sockets:
             await aiohttp.web.SockSite(runner, sock).start()
         logger.info("Liveness endpoint on %s%s.", describe(sockets), LIVENESS_PATH)

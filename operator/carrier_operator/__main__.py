@@ -23,13 +23,12 @@ from .config import OperatorConfigError, OperatorSettings
 from .events import EventPoster
 from .kubeapi import KubeAPI
 from .leader import LeaderElector, Leadership, SoleReplica, default_identity
+from .liveness import serving_liveness
 from .logs import configure_logging
 from .queues import QueueReader
 from .spec_sync import SpecSync
 
 logger = logging.getLogger(__name__)
-
-LIVENESS_PATH = "/healthz"
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
@@ -84,7 +83,12 @@ async def _startup(
         bindings=kwargs[reconcile.BINDINGS_INDEX],
         pods=kwargs[reconcile.PODS_INDEX],
         interval=config.queue_check_interval,
-        sync=SpecSync(api, EventPoster(api, leadership, identity), leadership),
+        sync=SpecSync(
+            api,
+            EventPoster(api, leadership, identity),
+            leadership,
+            rollout_enabled=config.rollout_enabled,
+        ),
         leadership=leadership,
         queue_check=config.queue_check,
     )
@@ -118,15 +122,13 @@ async def _cleanup(memo: Any, **_: Any) -> None:
         await carrier.close()
 
 
-@kopf.on.probe(id="bindings")
 def _probe(memo: Any, **_: Any) -> int:
     """The liveness endpoint also reports how many bindings the operator tracks."""
     carrier = getattr(memo, "carrier", None)
     return len(carrier.book.keys()) if isinstance(carrier, reconcile.Runtime) else 0
 
 
-@kopf.on.probe(id="leader")
-def _leader_probe(memo: Any, **_: Any) -> bool:
+def _leader_probe(memo: Any) -> bool:
     """The liveness endpoint also says whether this replica is the writer right now."""
     carrier = getattr(memo, "carrier", None)
     return isinstance(carrier, reconcile.Runtime) and carrier.leadership.is_leader()
@@ -141,14 +143,27 @@ async def run(
     """Run kopf with our handlers until ``stop_flag`` is set or a signal arrives."""
     settings = kopf.OperatorSettings()
     configure_kopf(settings, config)
+    memo = kopf.Memo(config=config)
+    # Our own liveness listener, not kopf's liveness_endpoint: kopf binds one address family.
+    async with serving_liveness(config.liveness_port, lambda: {"bindings": _probe(memo), "leader": _leader_probe(memo)}):
+        await _run_kopf(config, settings, memo, stop_flag=stop_flag, ready_flag=ready_flag)
+
+
+async def _run_kopf(
+    config: OperatorSettings,
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    *,
+    stop_flag: Any,
+    ready_flag: Any,
+) -> None:
     namespaces = config.namespace_list
     await kopf.operator(
         settings=settings,
-        memo=kopf.Memo(config=config),
+        memo=memo,
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}{LIVENESS_PATH}",
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
@@ -199,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"carrier-operator: {exc}", file=sys.stderr)
         return 2
     configure_logging(config)
-    asyncio.run(run(config))
+    try:
+        asyncio.run(run(config))
+    except OperatorConfigError as exc:  # found only when used (e.g. a busy liveness port)
+        print(f"carrier-operator: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

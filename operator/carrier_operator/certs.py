@@ -17,8 +17,10 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import os
 import ssl
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,14 +266,44 @@ class CertSource:
         """Seconds until ``refresh`` is worth calling again."""
         raise NotImplementedError
 
+    def recheck(self) -> None:
+        """Make the next ``refresh`` re-read everything (someone says it changed)."""
+
 
 class CertDirectory(CertSource):
-    """cert-manager's mounted Secret: re-read on change (kubelet updates the files in place)."""
+    """cert-manager's mounted Secret, polled every second: a renewed leaf is served at once.
 
-    def __init__(self, folder: str, interval: float = 60.0) -> None:
+    The kubelet updates a Secret volume atomically: it writes a new timestamped directory and
+    swaps the ``..data`` symlink the files point through. Each poll is a ``readlink`` and three
+    ``stat`` calls (no reads, no hashing) until that signature changes; only then are the files
+    read, and served if the key matches the certificate (a half-written update waits for the
+    next poll). One second of that costs microseconds of CPU; a 60 s poll (kopf's default)
+    left the old leaf served for up to a minute after the kubelet synced.
+    """
+
+    FILES = ("tls.crt", "tls.key", "ca.crt")
+
+    def __init__(self, folder: str, interval: float = 1.0) -> None:
         self.folder = Path(folder)
         self.interval = interval
         self._digest = ""
+        self._signature: tuple[object, ...] = ()
+
+    def _stat_signature(self) -> tuple[object, ...]:
+        """What changes whenever the kubelet (or anyone) replaces one of the files."""
+        try:
+            link: str | None = os.readlink(self.folder / "..data")
+        except OSError:
+            link = None
+        stats: list[object] = [link]
+        for name in self.FILES:
+            try:
+                info = (self.folder / name).stat()
+            except OSError:
+                stats.append(None)
+                continue
+            stats.append((info.st_ino, info.st_mtime_ns, info.st_size))
+        return tuple(stats)
 
     def _read(self) -> tuple[CertMaterial, str]:
         cert = (self.folder / "tls.crt").read_bytes()
@@ -282,22 +314,44 @@ class CertDirectory(CertSource):
         return CertMaterial(ca_bundle=ca, cert=cert, key=key), digest
 
     async def initial(self) -> CertMaterial:
+        self._signature = self._stat_signature()
         material, self._digest = await asyncio.to_thread(self._read)
         return material
 
     async def refresh(self) -> CertMaterial | None:
+        signature = self._stat_signature()
+        if signature == self._signature:
+            return None
         try:
             material, digest = await asyncio.to_thread(self._read)
         except OSError as exc:  # mid-update by the kubelet: try again next time
             logger.warning("Cannot read the webhook certificate in %s: %s", self.folder, exc)
             return None
         if digest == self._digest:
+            self._signature = signature
             return None
-        self._digest = digest
+        if not key_matches(material):
+            logger.warning("Webhook certificate in %s is mid-update (key ≠ cert).", self.folder)
+            return None
+        self._signature, self._digest = signature, digest
         return material
 
     def next_check(self) -> float:
         return self.interval
+
+
+def key_matches(material: CertMaterial) -> bool:
+    """Whether the private key is the leaf's (a cert and key from two renewals are not)."""
+    try:
+        cert = x509.load_pem_x509_certificate(material.cert)
+        key = serialization.load_pem_private_key(material.key, password=None)
+    except ValueError:
+        return False
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return bool(
+        cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+    )
 
 
 class SelfSigned(CertSource):
@@ -310,14 +364,26 @@ class SelfSigned(CertSource):
         namespace: str,
         *,
         max_interval: float = 300.0,
+        bundle_interval: float = 5.0,
     ) -> None:
         self._api = api
         self.config = config
         self.namespace = namespace
         self.sans = webhook_sans(config)
         self.max_interval = max_interval
+        self.bundle_interval = bundle_interval
         self._current: CertMaterial | None = None
         self._missing: list[str] = []
+        self._secret_due = 0.0  # monotonic time of the next Secret read
+
+    def configurations(self) -> list[tuple[str, str]]:
+        """The webhook configurations the chart rendered: (plural, name)."""
+        found = [("mutatingwebhookconfigurations", self.config.mutating_webhook_configuration)]
+        if self.config.validate_bindings:  # webhook.validateBindings=false renders no validator
+            found.append(
+                ("validatingwebhookconfigurations", self.config.validating_webhook_configuration)
+            )
+        return found
 
     @property
     def _path(self) -> str:
@@ -333,18 +399,30 @@ class SelfSigned(CertSource):
 
     async def refresh(self) -> CertMaterial | None:
         before = self._current
-        material = await self._ensure()
-        # Every time, not only on change: heals a caBundle reset by a chart upgrade, and fills
-        # configurations installed after the operator started (patches only what differs).
+        if self._current is None or time.monotonic() >= self._secret_due:
+            material = await self._ensure()
+        else:
+            material = self._current
+        # Every check (each ``bundle_interval``), not only on change: a caBundle blanked by
+        # Argo CD, `helm template | kubectl apply` or a chart upgrade is back within seconds,
+        # and configurations installed after the operator started get it. One GET per
+        # configuration; a PATCH only where the caBundle differs.
         await self.publish_ca_bundle(material.ca_bundle)
         return None if material == before else material
 
     def next_check(self) -> float:
         if self._current is None:
             return 5.0
+        return max(1.0, min(self.bundle_interval, self._secret_interval()))
+
+    def recheck(self) -> None:
+        self._secret_due = 0.0
+
+    def _secret_interval(self) -> float:
+        """Seconds until the Secret is worth re-reading: renewal due, or another replica's."""
+        assert self._current is not None
         due = self._current.not_after - self._renew_before() - _now()
-        soon = 10.0 if self._missing else self.max_interval
-        return max(1.0, min(soon, due.total_seconds()))
+        return max(1.0, min(self.max_interval, due.total_seconds()))
 
     async def _ensure(self) -> CertMaterial:
         """Reuse the Secret's material if valid, else renew it there (first writer wins)."""
@@ -380,6 +458,7 @@ class SelfSigned(CertSource):
         raise KubeAPIError(409, f"secret {self.config.cert_secret} keeps changing under us")
 
     def _remember(self, material: CertMaterial) -> None:
+        self._secret_due = time.monotonic() + self.max_interval
         if self._current is None or material.cert != self._current.cert:
             logger.info(
                 "Serving webhook certificate %s, valid until %s.",
@@ -405,16 +484,18 @@ class SelfSigned(CertSource):
         """Set ``caBundle`` on every webhook of both configurations (absent ones are skipped)."""
         encoded = base64.b64encode(bundle).decode("ascii")
         missing: list[str] = []
-        for group_path, name in (
-            ("mutatingwebhookconfigurations", self.config.mutating_webhook_configuration),
-            ("validatingwebhookconfigurations", self.config.validating_webhook_configuration),
-        ):
+        for group_path, name in self.configurations():
             path = f"/apis/admissionregistration.k8s.io/v1/{group_path}/{name}"
             found = await (await self._api()).get(path)
             if found is None:
                 missing.append(name)
-                logger.warning(
-                    "Webhook configuration %s/%s not found: caBundle not set.", group_path, name
+                # Once when it goes missing, not at every check.
+                level = logging.DEBUG if name in self._missing else logging.WARNING
+                logger.log(
+                    level,
+                    "Webhook configuration %s/%s not found: caBundle not set.",
+                    group_path,
+                    name,
                 )
                 continue
             webhooks = found.get("webhooks") or []

@@ -75,6 +75,12 @@ class OperatorSettings(BaseSettings):
         "QueueReachable condition); off = never (a binding can also turn it off itself).",
     )
 
+    rollout_enabled: bool = Field(
+        True,
+        description="rolloutOnChange may restart Deployments/StatefulSets (the chart grants "
+        "patch on them only with rollout.enabled); off: a Warning event says to restart them.",
+    )
+
     # --- injection -------------------------------------------------------------------------
     sidecar_image: str = Field(
         "ghcr.io/carrier-k8s/carrier-sidecar:0.1.0", min_length=1, description="Default image."
@@ -108,6 +114,11 @@ class OperatorSettings(BaseSettings):
     validating_webhook_configuration: str = Field(
         "carrier-validator",
         description="ValidatingWebhookConfiguration whose caBundle is kept current.",
+    )
+    validate_bindings: bool = Field(
+        True,
+        description="The chart rendered the validating configuration (webhook.validateBindings):"
+        " off, its caBundle is neither looked for nor patched.",
     )
     cert_dir: str | None = Field(
         None,

@@ -65,11 +65,20 @@ def queue_check_off(spec: Mapping[str, Any], operator_wide: bool) -> str | None:
     return None
 
 
+ROLLOUT_DISABLED = (
+    "rolloutOnChange is set, but this operator may not restart workloads (chart value "
+    "rollout.enabled=false, so no RBAC to patch Deployments/StatefulSets): restart them "
+    "yourself (kubectl rollout restart) or enable rollout"
+)
+
+
 @dataclass
 class SpecSync:
     api: KubeAPI
     events: EventPoster
     leadership: Leadership
+    rollout_enabled: bool = True
+    """False when the chart grants no rights to patch workloads (``rollout.enabled``)."""
 
     async def sync(self, key: Key, entry: Mapping[str, Any], obs: Observed) -> Settings | None:
         """Fold the indexed spec into ``obs``; the sidecar settings if the spec is valid.
@@ -92,7 +101,9 @@ class SpecSync:
         new_hash = sidecar_hash(spec)
         old_hash = obs.sidecar_hash
         rolls = old_hash is not None and old_hash != new_hash and spec.get("rolloutOnChange")
-        if rolls and not await self._roll_out(about, new_hash):
+        if rolls and not self.rollout_enabled:
+            await self.events.warning(about, ROLLOUT_FAILED, ROLLOUT_DISABLED)
+        elif rolls and not await self._roll_out(about, new_hash):
             return settings  # retried at the next check: the status keeps the old hash
         if obs.spec_error is not None:
             await self.events.normal(about, SPEC_VALID, "the spec is valid again")

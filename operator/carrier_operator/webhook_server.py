@@ -15,12 +15,15 @@ import collections
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp.web
 import kopf
+
+from carrier_sidecar.listen import describe, listen_sockets
 
 from .certs import CertMaterial, CertSource, load_into, server_context
 from .kubeapi import KubeAPIError
@@ -182,7 +185,8 @@ class InjectorServer(kopf.WebhookServer):
         self._wake = asyncio.Event()
 
     def check_certificate_now(self) -> None:
-        """Re-check the cert source now instead of at the next scheduled time."""
+        """Re-check the cert source now (all of it) instead of at the next scheduled time."""
+        self.source.recheck()
         self._wake.set()
 
     async def _initial_material(self) -> CertMaterial:
@@ -223,11 +227,12 @@ class InjectorServer(kopf.WebhookServer):
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
-            site = aiohttp.web.TCPSite(
-                runner, self.addr, self.port, ssl_context=context, reuse_address=True
-            )
-            await site.start()
-            logger.info("Admission webhooks listening on %s:%s.", self.addr or "*", self.port)
+            # No addr = ":PORT": IPv6 with IPv4 mapped, or IPv4 alone (carrier_sidecar.listen).
+            sockets = listen_sockets(self.addr or "", self.port or 0)
+            for sock in sockets:
+                await aiohttp.web.SockSite(runner, sock, ssl_context=context).start()
+            self.port = int(sockets[0].getsockname()[1])
+            logger.info("Admission webhooks listening on %s.", describe(sockets))
             self.listening.set()
             yield self._client_config(material)
             while True:
@@ -240,7 +245,11 @@ class InjectorServer(kopf.WebhookServer):
                     logger.error("Webhook certificate check failed (will retry): %s", exc)
                     continue
                 if renewed is not None:
-                    load_into(context, renewed)
+                    try:
+                        load_into(context, renewed)
+                    except (ssl.SSLError, ValueError) as exc:  # keep serving the current one
+                        logger.error("Cannot load the renewed certificate: %s", exc)
+                        continue
                     self.material = renewed
                     logger.info("Serving the renewed certificate %s.", renewed.fingerprint)
                     yield self._client_config(renewed)

@@ -20,6 +20,7 @@ from aiohttp.web_response import Response
 from aiohttp.web_server import Server
 from prometheus_client.exposition import choose_encoder
 
+from .listen import describe, listen_sockets
 from .metrics import Metrics
 
 log = logging.getLogger("carrier.probes")
@@ -43,7 +44,7 @@ class ProbeServer:
         self._live = live
         self._ready = ready
         self._server: Server | None = None
-        self._listener: asyncio.AbstractServer | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
         self.port = addr[1]
         self._routes: dict[str, Callable[[BaseRequest], Awaitable[Response]]] = {
             "/healthz": self._healthz,
@@ -54,22 +55,28 @@ class ProbeServer:
     async def start(self) -> None:
         server = Server(self._dispatch, access_log=None)
         host, port = self._addr
-        self._listener = await asyncio.get_running_loop().create_server(server, host, port)
+        loop = asyncio.get_running_loop()
+        sockets = listen_sockets(host, port)  # ":PORT": IPv6 and IPv4 (dual-stack clusters)
+        for sock in sockets:
+            self._listeners.append(await loop.create_server(server, sock=sock))
         self._server = server
-        self.port = int(self._listener.sockets[0].getsockname()[1])
-        log.info("probe server listening", extra={"host": host, "port": self.port})
+        self.port = int(sockets[0].getsockname()[1])
+        log.info(
+            "probe server listening",
+            extra={"host": host, "port": self.port, "sockets": describe(sockets)},
+        )
 
     async def stop(self) -> None:
         """Stop listening, close idle keep-alive connections, give a request in flight a grace."""
-        listener, self._listener = self._listener, None
+        listeners, self._listeners = self._listeners, []
         server, self._server = self._server, None
-        if listener is not None:
+        for listener in listeners:
             listener.close()
         if server is not None:
             await asyncio.sleep(0)  # let requests already accepted start, as aiohttp's runner does
             server.pre_shutdown()
             await server.shutdown(SHUTDOWN_GRACE)
-        if listener is not None:
+        for listener in listeners:
             await listener.wait_closed()
 
     async def _dispatch(self, request: BaseRequest) -> Response:

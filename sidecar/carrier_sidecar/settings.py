@@ -252,7 +252,7 @@ class Settings(BaseSettings):
     )
     http_addr: str = Field(
         ":9102",
-        description="Address of /healthz, /readyz and /metrics (`host:port` or `:port`); `none` turns it off.",
+        description="Address of /healthz, /readyz and /metrics (`host:port` or `:port`, which is IPv6 and IPv4); `none` turns it off.",
         json_schema_extra=_meta("sidecar.httpAddr"),
     )
 
@@ -412,15 +412,15 @@ def render_value(field: str, value: Any) -> str:
 
 
 def parse_addr(value: str) -> tuple[str, int] | None:
-    """``:9102`` → ("0.0.0.0", 9102); ``[::1]:80`` → ("::1", 80); ``none`` → None."""
+    """``:9102`` → ("", 9102): every address family (:mod:`.listen`); ``[::1]:80`` → ("::1", 80);
+    ``none`` → None."""
     text = value.strip()
     if text.lower() in {"none", "off", "false", "disabled"}:
         return None
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{value!r} is not host:port, :port or none")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
+    return host.strip("[]"), int(port_text)
 
 
 def _check_http_url(value: str) -> None:

@@ -28,7 +28,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}
     },
     "pod-monitor": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-    "pdb": {"podDisruptionBudget": {"enabled": True}},
+    "pdb-off": {"replicaCount": 2, "podDisruptionBudget": {"enabled": False}},
+    "rollout": {"rollout": {"enabled": True}},
     "replicas-2": {"replicaCount": 2},
     "namespaces": {"operator": {"namespaces": ["team-a", "team-b"]}, "replicaCount": 2},
     "fail-open": {"webhook": {"failurePolicy": "Ignore", "reinvocationPolicy": "Never"}},

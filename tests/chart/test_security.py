@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.pss import pod_spec_of, violations
 
-from .helm import NAMESPACE, SCENARIOS, find, one, render, require_helm
+from .helm import CHART, NAMESPACE, SCENARIOS, find, one, render, require_helm, run_helm
 
 BINDING_LABEL = "carrier.amplify.security/binding"
 
@@ -54,8 +54,6 @@ def test_rbac_grants_exactly_the_documented_rules(helm: str) -> None:
         },
         ("ClusterRole", "carrier.amplify.security", "carrierbindings/status", ()): {"get", "patch"},
         ("ClusterRole", "", "pods", ()): {"list", "watch"},
-        ("ClusterRole", "apps", "deployments", ()): {"list", "patch"},
-        ("ClusterRole", "apps", "statefulsets", ()): {"list", "patch"},
         ("ClusterRole", "", "events", ()): {"create"},
         ("ClusterRole", "apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
         (
@@ -73,6 +71,43 @@ def test_rbac_grants_exactly_the_documented_rules(helm: str) -> None:
         ("Role", "", "secrets", cert): {"get", "patch"},
         ("Role", "", "secrets", ()): {"create"},
     }
+
+
+def _env(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    container = pod_spec_of(one(manifests, "Deployment"))["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def _grants(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """(kind, resource) -> verbs over every Role and ClusterRole."""
+    grants: dict[tuple[str, str], set[str]] = {}
+    for where, rule in _rules(manifests):
+        for resource in rule["resources"]:
+            grants.setdefault((where.split("/")[0], resource), set()).update(rule["verbs"])
+    return grants
+
+
+def test_rbac_by_values(helm: str) -> None:
+    """Each right exists only when the values make the operator use it."""
+    default = _grants(render(helm, {}))
+    assert ("ClusterRole", "deployments") not in default  # rollout is off by default
+    rollout = _grants(render(helm, SCENARIOS["rollout"]))
+    assert rollout[("ClusterRole", "deployments")] == {"list", "patch"}
+    assert rollout[("ClusterRole", "statefulsets")] == {"list", "patch"}
+    for scenario, value in (({}, "false"), (SCENARIOS["rollout"], "true")):
+        env = _env(render(helm, scenario))
+        assert env["CARRIER_OPERATOR_ROLLOUT_ENABLED"] == value  # the operator knows, too
+    namespaced = _grants(render(helm, {**SCENARIOS["namespaces"], **SCENARIOS["rollout"]}))
+    assert namespaced[("Role", "deployments")] == {"list", "patch"}
+    assert ("ClusterRole", "deployments") not in namespaced
+    # The caBundle is cert-manager's job in that mode: no webhook-configuration rights at all.
+    for mode in ("cert-manager", "cert-manager-issuer"):
+        grants = _grants(render(helm, SCENARIOS[mode]))
+        assert not [key for key in grants if "webhookconfigurations" in key[1]], mode
+    # A validator that is not rendered is not patched either.
+    unvalidated = _grants(render(helm, SCENARIOS["native-never"]))
+    assert ("ClusterRole", "mutatingwebhookconfigurations") in unvalidated
+    assert ("ClusterRole", "validatingwebhookconfigurations") not in unvalidated
 
 
 def test_secrets_only_in_the_release_namespace(helm: str) -> None:
@@ -188,27 +223,39 @@ def test_webhook_options_reach_the_configuration(helm: str) -> None:
 
 def test_cert_manager_wiring(helm: str) -> None:
     manifests = render(helm, SCENARIOS["cert-manager"])
-    certificate = one(manifests, "Certificate")
-    assert certificate["spec"]["dnsNames"][0] == f"carrier-operator.{NAMESPACE}.svc"
-    ref = f"{NAMESPACE}/{certificate['metadata']['name']}"
+    certificates = {c["metadata"]["name"]: c["spec"] for c in find(manifests, "Certificate")}
+    issuers = {i["metadata"]["name"]: i["spec"] for i in find(manifests, "Issuer")}
+    # self-signed Issuer -> CA Certificate (isCA) -> CA Issuer -> serving Certificate
+    ca = certificates["carrier-operator-ca"]
+    assert ca["isCA"] is True
+    assert ca["privateKey"]["rotationPolicy"] == "Never"  # renewed CA trusts earlier leaves
+    assert issuers[ca["issuerRef"]["name"]] == {"selfSigned": {}}
+    leaf = certificates["carrier-operator"]
+    assert "isCA" not in leaf
+    assert leaf["dnsNames"][0] == f"carrier-operator.{NAMESPACE}.svc"
+    ca_issuer = issuers[leaf["issuerRef"]["name"]]
+    assert ca_issuer == {"ca": {"secretName": ca["secretName"]}}
+    # The caBundle comes from the CA Certificate: a leaf renewal never changes it.
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-        assert (
-            one(manifests, kind)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == ref
-        )
+        annotations = one(manifests, kind)["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/carrier-operator-ca"
     pod = pod_spec_of(one(manifests, "Deployment"))
     (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
-    assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
-    assert one(manifests, "Issuer")["spec"] == {"selfSigned": {}}
+    assert tls["secret"]["secretName"] == leaf["secretName"]
     issued = render(helm, SCENARIOS["cert-manager-issuer"])
     assert not find(issued, "Issuer")
-    assert one(issued, "Certificate")["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+    (certificate,) = find(issued, "Certificate")
+    assert certificate["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+    ref = f"{NAMESPACE}/{certificate['metadata']['name']}"  # its ca.crt is the issuer's CA
+    annotations = one(issued, "MutatingWebhookConfiguration")["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == ref
 
 
 def test_replicas_bring_leader_election_and_a_disruption_budget(helm: str) -> None:
     single = render(helm, {})
     assert not find(single, "PodDisruptionBudget")
     assert "leases" not in str(find(single, "Role")), "no Lease rights for one replica"
-    assert find(render(helm, SCENARIOS["pdb"]), "PodDisruptionBudget")
+    assert not find(render(helm, SCENARIOS["pdb-off"]), "PodDisruptionBudget")
     manifests = render(helm, SCENARIOS["replicas-2"])
     assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     container = pod_spec_of(one(manifests, "Deployment"))["containers"][0]
@@ -223,3 +270,30 @@ def test_replicas_bring_leader_election_and_a_disruption_budget(helm: str) -> No
     assert rules == {("leases", ("get", "patch")), ("leases", ("create",))}
     named = [r for r in leader_role["rules"] if "resourceNames" in r]
     assert named[0]["resourceNames"] == [env["CARRIER_OPERATOR_LEASE_NAME"]]
+
+
+def test_availability_follows_the_replica_count(helm: str) -> None:
+    single = pod_spec_of(one(render(helm, {}), "Deployment"))
+    assert "affinity" not in single
+    pair = pod_spec_of(one(render(helm, SCENARIOS["replicas-2"]), "Deployment"))
+    (term,) = pair["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    labels = one(render(helm, SCENARIOS["replicas-2"]), "Deployment")["spec"]["selector"]
+    assert term["podAffinityTerm"]["labelSelector"] == labels  # exactly this release's pods
+    own = pod_spec_of(one(render(helm, SCENARIOS["scheduling"]), "Deployment"))
+    assert own["affinity"] == SCENARIOS["scheduling"]["affinity"]  # the user's wins
+    # A preStop delay so endpoints drop the pod before it stops answering admission requests,
+    # inside a grace period that covers it.
+    for pod in (single, pair):
+        (container,) = pod["containers"]
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+        assert pod["terminationGracePeriodSeconds"] > 5
+    none = pod_spec_of(one(render(helm, {"operator": {"preStopSeconds": 0}}), "Deployment"))
+    assert "lifecycle" not in none["containers"][0]
+    done = run_helm(
+        helm, "template", "carrier", str(CHART), values={"operator": {"preStopSeconds": 40}}
+    )
+    assert done.returncode != 0
+    assert (
+        "terminationGracePeriodSeconds (30) must exceed operator.preStopSeconds (40)" in done.stderr
+    )

@@ -3,6 +3,9 @@
 Runs only when asked (`make e2e`, i.e. `pytest -m e2e`, or CARRIER_E2E=1) and where Docker and
 kind exist; everywhere else every test skips with the reason. CARRIER_E2E_CLUSTER=<name> reuses
 an existing kind cluster; CARRIER_E2E_KEEP=1 keeps the cluster created here.
+
+CARRIER_E2E_REQUIRED=1 (set by the workflow) turns every skip of this suite into a failure that
+gives the reason: the workflow cannot go green by running nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,6 +35,24 @@ def _why_not(config: pytest.Config) -> str | None:
     if docker.returncode:
         return f"`docker info` failed: no Docker engine ({docker.stderr.strip()[:120]})"
     return None
+
+
+REQUIRED = "CARRIER_E2E_REQUIRED"
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRED) == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With CARRIER_E2E_REQUIRED=1, a skipped e2e test (at setup or in its body) fails."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if _required() and report.skipped and item.get_closest_marker("e2e") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRED}=1: this e2e test may not skip, but it did: {reason}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -144,6 +166,8 @@ def release(kube: Kube, sqs_endpoint: str) -> str:
         "operator.logFormat=plain",
         "--set",
         "operator.queueCheckInterval=5",
+        "--set",
+        "rollout.enabled=true",  # test_binding_change_rolls_the_worker_out
         *[
             arg
             for i, env in enumerate(AWS_DUMMY)

@@ -63,13 +63,15 @@ def moto() -> list[dict[str, Any]]:
     ]
 
 
-def binding(endpoint: str, *, batch_size: int) -> dict[str, Any]:
+def binding(
+    endpoint: str, *, batch_size: int, name: str = BINDING, queue: str = QUEUE
+) -> dict[str, Any]:
     return {
         "apiVersion": "carrier.amplify.security/v1alpha1",
         "kind": "CarrierBinding",
-        "metadata": {"name": BINDING, "namespace": APP_NS},
+        "metadata": {"name": name, "namespace": APP_NS},
         "spec": {
-            "queue": {"name": QUEUE, "endpoint": endpoint, "region": "us-east-1"},
+            "queue": {"name": queue, "endpoint": endpoint, "region": "us-east-1"},
             "delivery": {"batchSize": batch_size, "shutdownTimeout": "20s"},
             "webhook": {"port": 8080, "path": "/"},
             "sidecar": {"env": AWS_DUMMY},
@@ -78,8 +80,10 @@ def binding(endpoint: str, *, batch_size: int) -> dict[str, Any]:
     }
 
 
-def worker(endpoint: str) -> list[dict[str, Any]]:
-    labels = {"app": "worker", LABEL: BINDING}
+def worker(
+    endpoint: str, *, name: str = "worker", binding_name: str = BINDING, replicas: int = 1
+) -> list[dict[str, Any]]:
+    labels = {"app": name, LABEL: binding_name}
     return [
         {
             "apiVersion": "v1",
@@ -90,10 +94,10 @@ def worker(endpoint: str) -> list[dict[str, Any]]:
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": "worker", "namespace": APP_NS},
+            "metadata": {"name": name, "namespace": APP_NS},
             "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "worker"}},
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
@@ -116,3 +120,27 @@ def worker(endpoint: str) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def labelled_pod(binding_name: str = BINDING) -> dict[str, Any]:
+    """A bare labelled pod, created with ``--dry-run=server``: a full trip through admission."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "admission-probe-",
+            "namespace": APP_NS,
+            "labels": {"app": "admission-probe", LABEL: binding_name},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "worker",
+                    "image": f"carrier-sidecar:{TAG}",
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", "pass"],
+                    "securityContext": {**RESTRICTED, "readOnlyRootFilesystem": True},
+                }
+            ]
+        },
+    }

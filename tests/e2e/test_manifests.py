@@ -21,13 +21,20 @@ from tests.support.pss import pod_spec_of, violations
 from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually, free_port
 
 from .kube import ROOT
-from .manifests import RECORDS, binding, moto, worker
+from .manifests import RECORDS, binding, labelled_pod, moto, worker
 
 ENDPOINT = "http://sqs.carrier-e2e.svc:5000"
 
 
 def _all() -> list[dict[str, Any]]:
-    return [binding(ENDPOINT, batch_size=10), *worker(ENDPOINT), *moto()]
+    return [
+        binding(ENDPOINT, batch_size=10),
+        binding(ENDPOINT, batch_size=1, name="late", queue="e2e-late"),
+        *worker(ENDPOINT),
+        *worker(ENDPOINT, name="late-worker", binding_name="late", replicas=2),
+        labelled_pod("late"),
+        *moto(),
+    ]
 
 
 def test_manifests_are_valid_and_restricted() -> None:
@@ -37,6 +44,8 @@ def test_manifests_are_valid_and_restricted() -> None:
         kubernetes_validate.validate(manifest, "1.33.0", strict=True)
         if manifest["kind"] == "Deployment":
             assert violations(pod_spec_of(manifest)) == [], manifest["metadata"]["name"]
+        if manifest["kind"] == "Pod":
+            assert violations(manifest["spec"]) == []
 
 
 def test_binding_is_accepted_by_the_crd_and_the_operator() -> None:

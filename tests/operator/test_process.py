@@ -15,6 +15,7 @@ import pytest
 
 from carrier_operator.__main__ import load_config
 from carrier_operator.config import OperatorConfigError, OperatorSettings
+from carrier_sidecar.listen import listen_sockets
 from tests.operator.conftest import NAMESPACE
 from tests.support.kube import BINDINGS, FakeKube, OperatorHandle, binding_object, condition
 from tests.support.servers import MotoServer, eventually, free_port
@@ -56,6 +57,19 @@ async def test_bad_config_is_one_line_and_exit_2(
     assert len(lines) == 1, err
     assert lines[0].startswith(f"carrier-operator: {variable}: ")
     assert "Traceback" not in err
+
+
+async def test_a_busy_liveness_port_is_one_line_and_exit_2() -> None:
+    (busy,) = listen_sockets("", 0)  # the same family (or both) the operator will want
+    with busy:
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = await _run(["--liveness-port", str(port)], {})
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"carrier-operator: CARRIER_OPERATOR_LIVENESS_PORT: cannot listen on :{port}: "
+        "Address already in use"
+    ]
 
 
 def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -289,3 +289,32 @@ async def test_restart_is_idempotent(
     assert after["conditions"] == before["conditions"]  # same transition times: nothing moved
     assert _template_annotations(kube, DEPLOYMENTS, "worker") == {}
     assert _event_reasons(kube, "orders").count("SettingsRendered") == rendered_events
+
+
+async def test_rollout_disabled_by_the_chart_restarts_nothing_and_says_so(
+    kube: FakeKube, moto: MotoServer, sqs: Any, queue_name: str
+) -> None:
+    """rollout.enabled=false: no RBAC on Deployments, so no PATCH is tried; an Event says why."""
+    config = OperatorSettings(
+        log_format="plain",
+        queue_check_interval=0.5,
+        liveness_port=free_port(),
+        webhook_port=free_port(),
+        rollout_enabled=False,
+    )
+    await _queue(sqs, queue_name)
+    await kube.create(DEPLOYMENTS, workload_object(NAMESPACE, "worker", "orders"))
+    spec = _spec(queue_name, moto, rolloutOnChange=True)
+    async with running_operator(config):
+        await kube.create(BINDINGS, binding_object(NAMESPACE, "orders", spec))
+        await eventually(
+            lambda: _cond(kube, "orders", "Ready").get("status") == "True", 20, "Ready"
+        )
+        await kube.patch(BINDINGS, NAMESPACE, "orders", {"spec": {"delivery": {"batchSize": 5}}})
+        await eventually(
+            lambda: "RolloutFailed" in _event_reasons(kube, "orders"), 20, "the warning event"
+        )
+    warned = [e for e in kube.events(NAMESPACE, "orders") if e["reason"] == "RolloutFailed"]
+    assert all("rollout.enabled" in e["message"] for e in warned)
+    assert _template_annotations(kube, DEPLOYMENTS, "worker") == {}
+    assert not kube.requests("PATCH", "/deployments/")

@@ -57,9 +57,22 @@ app.kubernetes.io/component: operator
 {{- if eq (toString .Values.operator.leaderElection) "auto" }}{{ gt (int .Values.replicaCount) 1 }}{{ else }}{{ .Values.operator.leaderElection }}{{ end }}
 {{- end }}
 
-{{/* "namespace/name" of the cert-manager Certificate, for cert-manager.io/inject-ca-from. */}}
+{{/* The chart's own CA Certificate (and its Secret) in cert-manager mode without an issuerRef. */}}
+{{- define "carrier.caCertificate" -}}
+{{- printf "%s-ca" (include "carrier.operator" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+"namespace/name" of the Certificate whose CA cert-manager injects (cert-manager.io/inject-ca-from):
+the chart's CA Certificate, which leaf renewals never change; with an issuerRef, the serving
+Certificate (its ca.crt is that issuer's CA).
+*/}}
 {{- define "carrier.certificateRef" -}}
+{{- if .Values.certManager.issuerRef }}
 {{- printf "%s/%s" .Release.Namespace (include "carrier.operator" .) }}
+{{- else }}
+{{- printf "%s/%s" .Release.Namespace (include "carrier.caCertificate" .) }}
+{{- end }}
 {{- end }}
 
 {{/* Namespaces the webhooks see: the watched ones (if any), never the excluded ones. */}}

@@ -1,0 +1,55 @@
+"""The operator's liveness endpoint (``GET /healthz``), on every address family.
+
+kopf's own ``liveness_endpoint`` binds exactly the host in its URL through aiohttp's TCPSite:
+``0.0.0.0`` is IPv4 only, and ``[::]`` is IPv6 only (asyncio sets ``IPV6_V6ONLY`` on every
+IPv6 socket it opens). On an IPv6-only cluster the kubelet's probe then never connects and the
+operator is restarted over and over. So the operator serves liveness itself, on the sockets
+:mod:`carrier_sidecar.listen` opens for ``:PORT``, with what kopf's endpoint reported (a JSON
+object of probe results; here the number of bindings tracked). It answers from the operator's
+own event loop: if the loop is stuck, the probe times out, which is what liveness is for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import aiohttp.web
+
+from carrier_sidecar.listen import describe, listen_sockets
+
+from .config import OperatorConfigError
+
+logger = logging.getLogger(__name__)
+
+LIVENESS_PATH = "/healthz"
+
+
+@contextlib.asynccontextmanager
+async def serving_liveness(
+    port: int, report: Callable[[], Mapping[str, Any]], host: str = ""
+) -> AsyncIterator[int]:
+    """Serve ``GET /healthz`` → ``report()`` as JSON until the block exits; yields the port."""
+
+    async def healthz(_request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(dict(report()))
+
+    app = aiohttp.web.Application()
+    app.router.add_get(LIVENESS_PATH, healthz)
+    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        try:
+            sockets = listen_sockets(host, port)
+        except OSError as exc:  # a busy port is a configuration error: one line, exit 2
+            raise OperatorConfigError(
+                f"CARRIER_OPERATOR_LIVENESS_PORT: cannot listen on :{port}: {exc.strerror}"
+            ) from None
+        for sock in sockets:
+            await aiohttp.web.SockSite(runner, sock).start()
+        logger.info("Liveness endpoint on %s%s.", describe(sockets), LIVENESS_PATH)
+        yield int(sockets[0].getsockname()[1])
+    finally:
+        await runner.cleanup()

@@ -145,7 +145,9 @@ async def run(
     configure_kopf(settings, config)
     memo = kopf.Memo(config=config)
     # Our own liveness listener, not kopf's liveness_endpoint: kopf binds one address family.
-    async with serving_liveness(config.liveness_port, lambda: {"bindings": _probe(memo), "leader": _leader_probe(memo)}):
+    async with serving_liveness(
+        config.liveness_port, lambda: {"bindings": _probe(memo), "leader": _leader_probe(memo)}
+    ):
         await _run_kopf(config, settings, memo, stop_flag=stop_flag, ready_flag=ready_flag)
 
 

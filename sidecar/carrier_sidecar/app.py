@@ -18,6 +18,7 @@ from typing import Any
 
 from .acknowledger import Acknowledger
 from .courier import Courier
+from .drain import DRAIN_PATH, Drain, relay
 from .footprint import settle
 from .health import WebhookHealthGate, WebhookOffline
 from .heartbeat import Heartbeat
@@ -59,18 +60,23 @@ async def run(
         stale_after=2 * settings.sqs_wait_time + 15 + LIVENESS_MARGIN,
     )
     state = {"draining": False}
+    # ``stop`` = a signal (exit once done); ``halt`` = stop receiving (a signal, or a drain call).
+    drain = Drain(settings.drain_token)
+    halt = asyncio.Event()
 
     def ready() -> bool:
-        return port.resolved and gate.online and not state["draining"]
+        return port.resolved and gate.online and not state["draining"] and not halt.is_set()
 
     probe = None
     bind = settings.http_bind
     if bind is not None:
         probe = ProbeServer(bind, metrics, liveness.live, ready)
+        if drain.enabled:
+            probe.add_route(DRAIN_PATH, drain.handle)
     signals = _SignalHandlers(loop, stop) if handle_signals else None
     if early_signals:  # caught by __main__ before this loop could handle signals
         stop.set()
-    background: list[asyncio.Task[Any]] = []
+    background: list[asyncio.Task[Any]] = [asyncio.ensure_future(relay(stop, drain, halt))]
     receivers: list[asyncio.Task[None]] = []
     exit_code = EXIT_OK
     try:
@@ -84,8 +90,8 @@ async def run(
                 ) from None
             if on_probe_port is not None:
                 on_probe_port(probe.port)
-        if not await _until_stopped(port.resolve(), stop):
-            return EXIT_OK
+        if not await _until_stopped(port.resolve(), halt):
+            return await drain.settle(EXIT_OK, stop)
         log.info(
             "queue resolved",
             extra={
@@ -94,8 +100,8 @@ async def run(
                 "fifo": settings.is_fifo,
             },
         )
-        if not await gate.wait_online(stop):
-            return EXIT_OK
+        if not await gate.wait_online(halt):
+            return await drain.settle(EXIT_OK, stop)
 
         ack = Acknowledger(port, metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
@@ -110,7 +116,7 @@ async def run(
             asyncio.ensure_future(receive_loop(i, settings, port, courier, liveness))
             for i in range(settings.sqs_receivers)
         ]
-        stopped = asyncio.ensure_future(stop.wait())
+        stopped = asyncio.ensure_future(halt.wait())
         watched: set[asyncio.Future[Any]] = {stopped, *receivers}
         if settings.webhook_health_check_endpoint is not None:
             watch = asyncio.ensure_future(gate.watch())
@@ -142,8 +148,11 @@ async def run(
         await courier.drain(settings.shutdown_timeout)
         await ack.flush()
         log.info("shutdown complete", extra={"exit_code": exit_code})
-        return exit_code
+        if not stop.is_set():  # drained by the preStop hook: nothing runs while idling
+            _quiesce(background, liveness, settings.sqs_receivers)
+        return await drain.settle(exit_code, stop)
     finally:
+        drain.done.set()  # never leave a drain call waiting on the way out
         state["draining"] = True
         for task in receivers + background:
             task.cancel()
@@ -154,6 +163,15 @@ async def run(
             await probe.stop()
         await session.close()
         await port.close()
+
+
+def _quiesce(background: list[asyncio.Task[Any]], liveness: Liveness, receivers: int) -> None:
+    """Idle after a drain: no health checks against a worker that is stopping, and /healthz
+    stays true (the receive loops are gone on purpose, not stuck)."""
+    for task in background:
+        task.cancel()
+    for loop in range(receivers):
+        liveness.park(loop, True)
 
 
 def _exit_code(finished: set[asyncio.Future[Any]]) -> int:

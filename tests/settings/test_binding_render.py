@@ -13,7 +13,7 @@ from carrier_operator.binding import (
     render_settings,
     settings_hash,
 )
-from carrier_sidecar.settings import Settings
+from carrier_sidecar.settings import Settings, injected_fields
 
 SPEC: dict[str, Any] = {
     "queue": {"name": "orders", "region": "eu-west-1"},
@@ -25,8 +25,10 @@ SPEC: dict[str, Any] = {
 
 def test_every_setting_has_a_unique_binding_path() -> None:
     paths = binding_paths()
-    assert sorted(paths.values()) == sorted(Settings.model_fields)
-    assert len(paths) == len(Settings.model_fields)
+    per_binding = set(Settings.model_fields) - injected_fields()
+    assert injected_fields() == {"drain_token"}  # per pod: the injector sets it
+    assert sorted(paths.values()) == sorted(per_binding)
+    assert len(paths) == len(per_binding)
 
 
 def test_spec_renders_to_the_sidecar_env() -> None:

@@ -25,6 +25,7 @@ from .binding import (
     validate_spec,
 )
 from .config import INJECTED_ANNOTATION, SIDECAR_CONTAINER, OperatorSettings
+from .drain_hook import TOKEN_ENV, grace_warnings, hook_ops, new_token
 
 JSONPatch = list[dict[str, Any]]
 
@@ -206,8 +207,10 @@ def plan_injection(
     config: OperatorSettings,
     *,
     native: bool,
+    drain_token: str | None = None,
 ) -> Plan:
-    """The minimal add-only JSONPatch that gives ``pod`` the sidecar (or completes it)."""
+    """The minimal add-only JSONPatch that gives ``pod`` the sidecar (or completes it), and
+    the workers a preStop hook that drains it first (``drain_token``: fresh if not given)."""
     spec = _mapping(pod.get("spec"), "spec")
     containers = _containers(spec, "containers")
     init_containers = _containers(spec, "initContainers")
@@ -226,6 +229,10 @@ def plan_injection(
     container = copy.deepcopy(rendered.container)
     _check_port_conflict(container, containers + init_containers)
     _copy_aws_identity(container, containers + init_containers, spec)
+    token = drain_token or new_token()
+    hooks, hook_warnings = hook_ops(containers, rendered.settings, token)
+    if rendered.settings.http_bind is not None:
+        container["env"] = [*container.get("env", []), {"name": TOKEN_ENV, "value": token}]
 
     ops: JSONPatch = []
     list_name = "initContainers" if native else "containers"
@@ -258,7 +265,9 @@ def plan_injection(
                 "value": {"annotations": {INJECTED_ANNOTATION: value}},
             }
         )
-    return Plan(ops, _grace_warnings(spec, rendered.drain))
+    ops += hooks
+    warnings = grace_warnings(spec, rendered.settings.shutdown_timeout) + hook_warnings
+    return Plan(ops, tuple(warnings))
 
 
 def escape_pointer(token: str) -> str:
@@ -292,7 +301,7 @@ class _Rendered:
     container: dict[str, Any]
     settings_hash: str
     sidecar_hash: str
-    drain: float
+    settings: Settings
 
 
 def _render(spec: Mapping[str, Any], config: OperatorSettings, native: bool) -> _Rendered:
@@ -313,7 +322,7 @@ def _render_cached(spec_json: str, config: OperatorSettings, native: bool) -> _R
         container=sidecar_container(spec, config, native=native),
         settings_hash=settings_hash(settings.to_env()),
         sidecar_hash=sidecar_hash(spec),
-        drain=settings.shutdown_timeout,
+        settings=settings,
     )
 
 
@@ -419,18 +428,6 @@ def _aws_identity_ops(
         else:
             ops.append({"op": "add", "path": f"{path}/{key}", "value": items})
     return ops
-
-
-def _grace_warnings(pod_spec: Mapping[str, Any], drain: float) -> tuple[str, ...]:
-    grace = pod_spec.get("terminationGracePeriodSeconds", 30)
-    if not isinstance(grace, int) or isinstance(grace, bool):
-        return ()
-    if grace < drain:
-        return (
-            f"terminationGracePeriodSeconds {grace} is shorter than the sidecar's shutdown "
-            f"timeout ({drain:g}s): in-flight messages may be cut off and redelivered",
-        )
-    return ()
 
 
 def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

@@ -101,8 +101,12 @@ def test_our_applier_and_an_independent_one_agree() -> None:
 def test_patch_is_add_only_and_minimal() -> None:
     pod = pod_in()
     plan = plan_injection(pod, BINDING, CONFIG, native=True)
-    assert [op["op"] for op in plan.patch] == ["add", "add"]
-    assert [op["path"] for op in plan.patch] == ["/spec/initContainers", "/metadata/annotations"]
+    assert [op["op"] for op in plan.patch] == ["add", "add", "add"]
+    assert [op["path"] for op in plan.patch] == [
+        "/spec/initContainers",
+        "/metadata/annotations",
+        "/spec/containers/0/lifecycle",
+    ]
 
 
 def test_annotation_records_binding_hash_and_mode() -> None:

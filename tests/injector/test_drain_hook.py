@@ -76,10 +76,11 @@ def test_only_the_containers_serving_the_webhook_port_get_the_hook() -> None:
 
 
 def test_without_declared_ports_every_container_gets_the_hook() -> None:
-    one = {"name": "one", "image": "a:1", "lifecycle": {"postStart": {"exec": {"command": ["x"]}}}}
+    post_start = {"exec": {"command": ["x"]}}
+    one: dict[str, Any] = {"name": "one", "image": "a:1", "lifecycle": {"postStart": post_start}}
     two = {"name": "two", "image": "b:1"}
     pod, _ = inject(pod_with(one, two))
-    assert containers(pod)["one"]["lifecycle"]["postStart"] == one["lifecycle"]["postStart"]
+    assert containers(pod)["one"]["lifecycle"]["postStart"] == post_start
     for name in ("one", "two"):
         assert containers(pod)[name]["lifecycle"]["preStop"]["httpGet"]["path"] == DRAIN_PATH
 

@@ -1,7 +1,8 @@
 """Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
 
 Shutdown, whatever the cause (SIGTERM/SIGINT, the webhook going offline, ``stop`` set by a
-caller) is one sequence in :func:`run`: stop receiving (long polls cancelled) → release held
+caller) is one sequence in :func:`run`: stop receiving (receives on the wire land, then the loops are
+cancelled) → release held
 messages not yet POSTed → wait for deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` →
 release those still running → flush acknowledgements → close clients → exit code.
 """
@@ -37,6 +38,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_WEBHOOK_OFFLINE = 3
 LIVENESS_MARGIN = 30.0
+RECEIVE_LANDING = 1.0  # a busy queue answers within a round trip; an empty one is not waited for
 
 
 async def run(
@@ -138,6 +140,7 @@ async def run(
 
         # --- the shutdown sequence ------------------------------------------------------------
         state["draining"] = True
+        await _let_receives_land(courier, liveness)
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
@@ -163,6 +166,15 @@ async def run(
             await probe.stop()
         await session.close()
         await port.close()
+
+
+async def _let_receives_land(courier: Courier, liveness: Liveness) -> None:
+    """Cancelling a ReceiveMessage that SQS has already answered loses the answer: its messages
+    stay invisible for a whole visibility timeout and come back with one more receive count.
+    So no new receive starts, and those on the wire get a moment to land (their messages are
+    released with the rest); a long poll on an empty queue is cancelled after the bound."""
+    courier.stopping = True
+    await liveness.wait_idle(RECEIVE_LANDING)
 
 
 def _quiesce(background: list[asyncio.Task[Any]], liveness: Liveness, receivers: int) -> None:

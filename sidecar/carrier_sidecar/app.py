@@ -1,10 +1,10 @@
 """Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
 
 Shutdown, whatever the cause (SIGTERM/SIGINT, the webhook going offline, ``stop`` set by a
-caller) is one sequence in :func:`run`: stop receiving (receives on the wire land, then the loops are
-cancelled) → release held
-messages not yet POSTed → wait for deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` →
-release those still running → flush acknowledgements → close clients → exit code.
+caller, or ``GET /drain``) is one sequence in :func:`run`: stop receiving (receives already on
+the wire land, then the loops are cancelled) → release held messages not yet POSTed → wait for
+deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush
+acknowledgements → close clients → exit code (after a drain: idle until the signal first).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ async def _startup(
         bindings=kwargs[reconcile.BINDINGS_INDEX],
         pods=kwargs[reconcile.PODS_INDEX],
         interval=config.queue_check_interval,
+        config=config,
     )
     memo.carrier = reconcile.Runtime(
         config=config, api=api, book=book, reader=reader, checker=checker

@@ -14,10 +14,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .binding import BindingError, validate_spec
+from .binding import BindingError
 from .book import Book, Key
+from .config import OperatorSettings
 from .queues import QueueReader
 from .status import now_iso
+from .validation import check_binding
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,14 @@ class Checker:
         pods: Mapping[Any, Any],
         interval: float,
         concurrency: int = 8,
+        config: OperatorSettings | None = None,
     ) -> None:
         self.book = book
         self.reader = reader
         self.bindings = bindings  # kopf index: (namespace, name) -> [{"spec", "status", ...}]
         self.pods = pods  # kopf index: (namespace, binding) -> [pod name, ...]
         self.interval = interval
+        self.config = config or OperatorSettings()  # the policy a binding is checked against
         self.recount_every = min(interval, RECOUNT_EVERY)
         self._due: dict[Key, float] = {}
         self._pods_dirty: set[Key] = set()
@@ -116,7 +120,7 @@ class Checker:
         entry = entries[-1]
         obs = self.book.observed(key, entry.get("status"))
         try:
-            settings = validate_spec(entry.get("spec") or {})
+            settings = check_binding(entry.get("spec") or {}, key[0], self.config)
         except BindingError as exc:
             obs.spec_error = str(exc)
             obs.probe = None

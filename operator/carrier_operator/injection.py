@@ -26,6 +26,7 @@ from .binding import (
 )
 from .config import INJECTED_ANNOTATION, SIDECAR_CONTAINER, OperatorSettings
 from .drain_hook import TOKEN_ENV, grace_warnings, hook_ops, new_token
+from .validation import policy_problems
 
 JSONPatch = list[dict[str, Any]]
 
@@ -225,6 +226,7 @@ def plan_injection(
     if injected_record(pod) is not None:
         return Plan([])  # injected before and removed on purpose: respect that
 
+    _check_policy(binding, config)
     rendered = _render(binding.spec, config, native)
     container = copy.deepcopy(rendered.container)
     _check_port_conflict(container, containers + init_containers)
@@ -304,14 +306,33 @@ class _Rendered:
     settings: Settings
 
 
+def _spec_key(spec: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise InjectionError("the binding spec is not plain JSON") from None
+
+
 def _render(spec: Mapping[str, Any], config: OperatorSettings, native: bool) -> _Rendered:
     """The container for a spec, memoised: validating settings costs ~0.5 ms per call, and
     every pod of a binding renders the same container."""
-    try:
-        key = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        raise InjectionError("the binding spec is not plain JSON") from None
-    return _render_cached(key, config, native)
+    return _render_cached(_spec_key(spec), config, native)
+
+
+def _check_policy(binding: Binding, config: OperatorSettings) -> None:
+    """The validating webhook's rules again: a binding stored before a rule was turned on, or
+    with the validating webhook off, must not reach a pod (memoised like the render)."""
+    problems = _policy_cached(_spec_key(binding.spec), binding.namespace, config)
+    if problems:
+        raise InjectionError(
+            f'CarrierBinding "{binding.name}" breaks the operator\'s rules: {"; ".join(problems)}',
+            code=403,
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_cached(spec_json: str, namespace: str, config: OperatorSettings) -> tuple[str, ...]:
+    return tuple(policy_problems(json.loads(spec_json), namespace, config))
 
 
 @functools.lru_cache(maxsize=256)

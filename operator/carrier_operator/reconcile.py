@@ -24,7 +24,6 @@ from .binding import (
     render_env,
     settings_hash,
     sidecar_hash,
-    validate_spec,
 )
 from .book import Book
 from .checker import Checker
@@ -33,6 +32,7 @@ from .kubeapi import KubeAPI, KubeAPIError
 from .queues import QueueReader
 from .rollout import roll_out
 from .status import now_iso
+from .validation import check_binding
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ async def reconcile(
     obs.queue_label, obs.webhook = _display(spec)
     obs.pods = carrier.checker.bound_pods(key)
     try:
-        validate_spec(spec)
+        check_binding(spec, namespace, carrier.config)  # the same rules as both webhooks
     except BindingError as exc:
         message = str(exc)
         if obs.spec_error != message:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,12 @@ from .binding import (
     sidecar_hash,
     validate_spec,
 )
-from .config import INJECTED_ANNOTATION, SIDECAR_CONTAINER, OperatorSettings
+from .config import (
+    INJECTED_ANNOTATION,
+    SIDECAR_CONTAINER,
+    SIDECAR_MODE_ANNOTATION,
+    OperatorSettings,
+)
 from .drain_hook import TOKEN_ENV, grace_warnings, hook_ops, new_token
 from .validation import policy_problems
 
@@ -32,7 +36,7 @@ JSONPatch = list[dict[str, Any]]
 
 # A fixed non-root uid/gid (distroless "nonroot"): the restricted profile wants a numeric user.
 SIDECAR_UID = 65532
-NATIVE_SIDECAR_MINOR = 29  # KEP-753 beta, on by default
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")  # the Job controller sets both
 
 # Web-identity / pod-identity env the EKS webhooks add to the containers that existed then.
 AWS_IDENTITY_ENV = (
@@ -82,25 +86,6 @@ class Plan:
 
 
 # --- decisions ------------------------------------------------------------------------------
-
-
-def use_native_sidecar(mode: str, version: tuple[int, int] | None) -> bool:
-    """``always``/``never`` as said; ``auto`` = the API server is known to be >= 1.29."""
-    if mode == "always":
-        return True
-    if mode == "never" or version is None:
-        return False
-    return version >= (1, NATIVE_SIDECAR_MINOR)
-
-
-def parse_server_version(info: Mapping[str, Any]) -> tuple[int, int] | None:
-    """``/version`` → (major, minor); tolerates managed clusters' ``"29+"`` minors."""
-    major = re.match(r"\d+", str(info.get("major", "")))
-    minor = re.match(r"\d+", str(info.get("minor", "")))
-    if major and minor:
-        return int(major.group()), int(minor.group())
-    found = re.match(r"v?(\d+)\.(\d+)", str(info.get("gitVersion", "")))
-    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def readiness_problem(name: str, namespace: str, binding: Binding | None) -> str | None:
@@ -209,6 +194,7 @@ def plan_injection(
     *,
     native: bool,
     drain_token: str | None = None,
+    mode_note: str | None = None,
 ) -> Plan:
     """The minimal add-only JSONPatch that gives ``pod`` the sidecar (or completes it), and
     the workers a preStop hook that drains it first (``drain_token``: fresh if not given)."""
@@ -250,26 +236,49 @@ def plan_injection(
         "image": container["image"],
         "native": native,
     }
-    value = json.dumps(record, separators=(",", ":"), sort_keys=True)
+    annotations = {INJECTED_ANNOTATION: json.dumps(record, separators=(",", ":"), sort_keys=True)}
+    if mode_note is not None:
+        annotations[SIDECAR_MODE_ANNOTATION] = mode_note
     metadata = _mapping(pod.get("metadata"), "metadata")
     if isinstance(metadata.get("annotations"), Mapping):
-        path = f"/metadata/annotations/{escape_pointer(INJECTED_ANNOTATION)}"
-        ops.append({"op": "add", "path": path, "value": value})
+        for key, value in annotations.items():
+            path = f"/metadata/annotations/{escape_pointer(key)}"
+            ops.append({"op": "add", "path": path, "value": value})
     elif isinstance(pod.get("metadata"), Mapping):
-        ops.append(
-            {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_ANNOTATION: value}}
-        )
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
     else:
-        ops.append(
-            {
-                "op": "add",
-                "path": "/metadata",
-                "value": {"annotations": {INJECTED_ANNOTATION: value}},
-            }
-        )
+        ops.append({"op": "add", "path": "/metadata", "value": {"annotations": annotations}})
     ops += hooks
     warnings = grace_warnings(spec, rendered.settings.shutdown_timeout) + hook_warnings
+    if not native:
+        warnings += _job_warnings(metadata, mode_note)
     return Plan(ops, tuple(warnings))
+
+
+def job_owner(metadata: Mapping[str, Any]) -> str | None:
+    """The Job a pod belongs to (owner reference or the Job controller's labels), or None."""
+    for owner in _items(metadata.get("ownerReferences")):
+        if owner.get("kind") == "Job" and str(owner.get("apiVersion", "")).startswith("batch/"):
+            return str(owner.get("name") or "?")
+    labels = metadata.get("labels")
+    if isinstance(labels, Mapping):
+        for label in JOB_NAME_LABELS:
+            if isinstance(labels.get(label), str):
+                return str(labels[label])
+    return None
+
+
+def _job_warnings(metadata: Mapping[str, Any], mode_note: str | None) -> list[str]:
+    job = job_owner(metadata)
+    if job is None:
+        return []
+    why = f" (sidecar mode: {mode_note})" if mode_note else ""
+    return [
+        f"this pod belongs to Job {job!r} and gets the Carrier sidecar as a regular "
+        f"container{why}: the sidecar never exits, so the pod never completes and the Job "
+        "never finishes. Native sidecars (every node's kubelet >= 1.29, or "
+        "CARRIER_OPERATOR_NATIVE_SIDECAR=always) stop with the Job's containers"
+    ]
 
 
 def escape_pointer(token: str) -> str:

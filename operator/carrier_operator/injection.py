@@ -30,6 +30,7 @@ from .config import (
     OperatorSettings,
 )
 from .drain_hook import TOKEN_ENV, grace_warnings, hook_ops, new_token
+from .resources import default_resources, memory_warnings
 from .validation import policy_problems
 
 JSONPatch = list[dict[str, Any]]
@@ -129,10 +130,7 @@ def sidecar_container(
     """The ``carrier`` container for a binding spec, restricted-profile compliant."""
     settings = _settings(spec)
     image = _get(spec, "sidecar.image") or config.sidecar_image
-    resources = _get(spec, "sidecar.resources") or {
-        "requests": {"cpu": config.sidecar_cpu_request, "memory": config.sidecar_memory_request},
-        "limits": {"memory": config.sidecar_memory_limit},
-    }
+    resources = _get(spec, "sidecar.resources") or default_resources(settings, config)
     container: dict[str, Any] = {
         "name": SIDECAR_CONTAINER,
         "image": str(image),
@@ -250,6 +248,7 @@ def plan_injection(
         ops.append({"op": "add", "path": "/metadata", "value": {"annotations": annotations}})
     ops += hooks
     warnings = grace_warnings(spec, rendered.settings.shutdown_timeout) + hook_warnings
+    warnings += memory_warnings(container["resources"], rendered.settings)
     if not native:
         warnings += _job_warnings(metadata, mode_note)
     return Plan(ops, tuple(warnings))

@@ -89,7 +89,8 @@ class NodeKubelets:
 
     @property
     def mode(self) -> SidecarMode:
-        return decide(self._mode, self.kubelets)
+        """The decision for the nodes known now (kept from the last change: O(1) per pod)."""
+        return self._reported or decide(self._mode, self.kubelets)
 
     async def run(self) -> None:
         """List then watch, forever; a failed list falls back to regular containers."""
@@ -154,12 +155,17 @@ class NodeKubelets:
             if kind == "DELETED":
                 self.kubelets.pop(name, None)
             elif kind in {"ADDED", "MODIFIED"}:
-                self.kubelets[name] = kubelet_of(node)
+                kubelet = kubelet_of(node)
+                if name in self.kubelets and self.kubelets[name] == kubelet:
+                    continue  # a status heartbeat: nothing to decide again
+                self.kubelets[name] = kubelet
+            else:
+                continue  # BOOKMARK
             self._report()
 
     def _report(self, problem: str | None = None) -> None:
         """Log the mode when it changes (and why), not on every node heartbeat."""
-        mode = self.mode
+        mode = decide(self._mode, self.kubelets)
         if mode == self._reported:
             return
         self._reported = mode

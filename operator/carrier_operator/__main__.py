@@ -88,6 +88,7 @@ async def _startup(
             EventPoster(api, leadership, identity),
             leadership,
             rollout_enabled=config.rollout_enabled,
+            config=config,
         ),
         leadership=leadership,
         queue_check=config.queue_check,

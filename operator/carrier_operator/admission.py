@@ -8,6 +8,8 @@ belong to the Helm chart (``settings.admission.managed = None``); this process o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -24,17 +26,17 @@ from .config import MUTATE_PODS_ID, VALIDATE_BINDINGS_ID, OperatorSettings
 from .injection import (
     InjectionError,
     apply_patch,
-    parse_server_version,
     plan_injection,
     readiness_problem,
-    use_native_sidecar,
 )
 from .kubeapi import KubeAPI, KubeAPIError
+from .nodes import NodeKubelets, SidecarMode
 from .validation import binding_problems
 from .webhook_server import InjectorServer
 
 logger = logging.getLogger(__name__)
 
+NODES_FIRST_LIST = 10.0  # seconds the webhook server's start waits for the first node list
 INDEX = "carrier_bindings"  # the kwarg name kopf gives the index in handlers
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 ENDPOINTS = {
@@ -49,11 +51,13 @@ class Injector:
 
     config: OperatorSettings
     api: KubeAPI | None = None
-    server_version: tuple[int, int] | None = None
     lookup: BindingLookup = field(init=False)
+    nodes: NodeKubelets = field(init=False)
+    _node_watch: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.lookup = BindingLookup(self.get_api, self.config.namespace_list)
+        self.nodes = NodeKubelets(self.config.native_sidecar, self.get_api)
 
     async def get_api(self) -> KubeAPI:
         if self.api is None:
@@ -61,26 +65,15 @@ class Injector:
         return self.api
 
     @property
-    def native(self) -> bool:
-        return use_native_sidecar(self.config.native_sidecar, self.server_version)
+    def mode(self) -> SidecarMode:
+        return self.nodes.mode
 
     async def start(self) -> None:
-        """Learn the server version once (only ``auto`` needs it)."""
-        if self.config.native_sidecar != "auto" or self.server_version is not None:
-            return
-        try:
-            self.server_version = parse_server_version(
-                await (await self.get_api()).server_version()
-            )
-        except KubeAPIError as exc:
-            logger.warning(
-                "Cannot read the API server version (%s): injecting plain containers.", exc
-            )
-        logger.info(
-            "API server %s: injecting the sidecar as %s.",
-            ".".join(map(str, self.server_version or ())) or "unknown",
-            "a native sidecar" if self.native else "a regular container",
-        )
+        """Start following the nodes; the first pods wait (bounded) for the first list."""
+        if self._node_watch is None:
+            self._node_watch = asyncio.ensure_future(self.nodes.run())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.nodes.synced.wait(), NODES_FIRST_LIST)
 
 
 _injector: Injector | None = None
@@ -150,17 +143,16 @@ def configure(
     config: OperatorSettings,
     *,
     api: KubeAPI | None = None,
-    server_version: tuple[int, int] | None = None,
     addr: str | None = None,  # every interface, IPv4 and IPv6 (dual-stack clusters)
     cert_source: CertSource | None = None,
 ) -> InjectorServer:
     """Point kopf's admission server at our HTTPS endpoint (on ``config.webhook_port``).
 
-    ``api``, ``server_version``, ``addr`` and ``cert_source`` exist for tests and benchmarks;
+    ``api``, ``addr`` and ``cert_source`` exist for tests and benchmarks;
     the operator passes only the two settings objects.
     """
     global _injector
-    injector = Injector(config, api=api, server_version=server_version)
+    injector = Injector(config, api=api)
     _injector = injector
     if cert_source is None:
         cert_source = (
@@ -239,7 +231,10 @@ async def _mutate_pod(
             return
         raise _refuse(namespace, name, message, 403)
     try:
-        plan = plan_injection(dict(pod), binding, injector.config, native=injector.native)
+        mode = injector.mode
+        plan = plan_injection(
+            dict(pod), binding, injector.config, native=mode.native, mode_note=str(mode)
+        )
     except InjectionError as exc:
         raise _refuse(
             namespace, name, f"cannot inject the Carrier sidecar: {exc}", exc.code

@@ -18,6 +18,7 @@ from .binding import GROUP
 MUTATE_PODS_ID = "mutate-pods"
 VALIDATE_BINDINGS_ID = "validate-carrierbindings"
 INJECTED_ANNOTATION = f"{GROUP}/injected"
+SIDECAR_MODE_ANNOTATION = f"{GROUP}/sidecar-mode"  # e.g. "native (all 3 nodes >= 1.29)"
 SIDECAR_CONTAINER = "carrier"
 
 
@@ -91,8 +92,8 @@ class OperatorSettings(BaseSettings):
     sidecar_memory_limit: str = "128Mi"
     native_sidecar: Literal["auto", "always", "never"] = Field(
         "auto",
-        description="Inject as an initContainer with restartPolicy Always: auto = when the "
-        "API server is >= 1.29.",
+        description="Inject as an initContainer with restartPolicy Always: auto = while every "
+        "node's kubelet is >= 1.29.",
     )
     on_missing_binding: Literal["deny", "admit"] = Field(
         "deny",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +23,21 @@ from .binding import (
     sidecar_hash,
     validate_spec,
 )
-from .config import INJECTED_ANNOTATION, SIDECAR_CONTAINER, OperatorSettings
+from .config import (
+    INJECTED_ANNOTATION,
+    SIDECAR_CONTAINER,
+    SIDECAR_MODE_ANNOTATION,
+    OperatorSettings,
+)
+from .drain_hook import TOKEN_ENV, grace_warnings, hook_ops, new_token
+from .resources import default_resources, memory_warnings
+from .validation import policy_problems
 
 JSONPatch = list[dict[str, Any]]
 
 # A fixed non-root uid/gid (distroless "nonroot"): the restricted profile wants a numeric user.
 SIDECAR_UID = 65532
-NATIVE_SIDECAR_MINOR = 29  # KEP-753 beta, on by default
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")  # the Job controller sets both
 
 # Web-identity / pod-identity env the EKS webhooks add to the containers that existed then.
 AWS_IDENTITY_ENV = (
@@ -80,25 +87,6 @@ class Plan:
 
 
 # --- decisions ------------------------------------------------------------------------------
-
-
-def use_native_sidecar(mode: str, version: tuple[int, int] | None) -> bool:
-    """``always``/``never`` as said; ``auto`` = the API server is known to be >= 1.29."""
-    if mode == "always":
-        return True
-    if mode == "never" or version is None:
-        return False
-    return version >= (1, NATIVE_SIDECAR_MINOR)
-
-
-def parse_server_version(info: Mapping[str, Any]) -> tuple[int, int] | None:
-    """``/version`` → (major, minor); tolerates managed clusters' ``"29+"`` minors."""
-    major = re.match(r"\d+", str(info.get("major", "")))
-    minor = re.match(r"\d+", str(info.get("minor", "")))
-    if major and minor:
-        return int(major.group()), int(minor.group())
-    found = re.match(r"v?(\d+)\.(\d+)", str(info.get("gitVersion", "")))
-    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def readiness_problem(name: str, namespace: str, binding: Binding | None) -> str | None:
@@ -151,10 +139,7 @@ def sidecar_container(
     """The ``carrier`` container for a binding spec, restricted-profile compliant."""
     settings = _settings(spec)
     image = _get(spec, "sidecar.image") or config.sidecar_image
-    resources = _get(spec, "sidecar.resources") or {
-        "requests": {"cpu": config.sidecar_cpu_request, "memory": config.sidecar_memory_request},
-        "limits": {"memory": config.sidecar_memory_limit},
-    }
+    resources = _get(spec, "sidecar.resources") or default_resources(settings, config)
     container: dict[str, Any] = {
         "name": SIDECAR_CONTAINER,
         "image": str(image),
@@ -215,8 +200,11 @@ def plan_injection(
     config: OperatorSettings,
     *,
     native: bool,
+    drain_token: str | None = None,
+    mode_note: str | None = None,
 ) -> Plan:
-    """The minimal add-only JSONPatch that gives ``pod`` the sidecar (or completes it)."""
+    """The minimal add-only JSONPatch that gives ``pod`` the sidecar (or completes it), and
+    the workers a preStop hook that drains it first (``drain_token``: fresh if not given)."""
     spec = _mapping(pod.get("spec"), "spec")
     containers = _containers(spec, "containers")
     init_containers = _containers(spec, "initContainers")
@@ -231,10 +219,15 @@ def plan_injection(
     if injected_record(pod) is not None:
         return Plan([])  # injected before and removed on purpose: respect that
 
+    _check_policy(binding, config)
     rendered = _render(binding.spec, config, native)
     container = copy.deepcopy(rendered.container)
     _check_port_conflict(container, containers + init_containers)
     _copy_aws_identity(container, containers + init_containers, spec)
+    token = drain_token or new_token()
+    hooks, hook_warnings = hook_ops(containers, rendered.settings, token)
+    if rendered.settings.http_bind is not None:
+        container["env"] = [*container.get("env", []), {"name": TOKEN_ENV, "value": token}]
 
     ops: JSONPatch = []
     list_name = "initContainers" if native else "containers"
@@ -250,24 +243,50 @@ def plan_injection(
         "image": container["image"],
         "native": native,
     }
-    value = json.dumps(record, separators=(",", ":"), sort_keys=True)
+    annotations = {INJECTED_ANNOTATION: json.dumps(record, separators=(",", ":"), sort_keys=True)}
+    if mode_note is not None:
+        annotations[SIDECAR_MODE_ANNOTATION] = mode_note
     metadata = _mapping(pod.get("metadata"), "metadata")
     if isinstance(metadata.get("annotations"), Mapping):
-        path = f"/metadata/annotations/{escape_pointer(INJECTED_ANNOTATION)}"
-        ops.append({"op": "add", "path": path, "value": value})
+        for key, value in annotations.items():
+            path = f"/metadata/annotations/{escape_pointer(key)}"
+            ops.append({"op": "add", "path": path, "value": value})
     elif isinstance(pod.get("metadata"), Mapping):
-        ops.append(
-            {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_ANNOTATION: value}}
-        )
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
     else:
-        ops.append(
-            {
-                "op": "add",
-                "path": "/metadata",
-                "value": {"annotations": {INJECTED_ANNOTATION: value}},
-            }
-        )
-    return Plan(ops, _grace_warnings(spec, rendered.drain))
+        ops.append({"op": "add", "path": "/metadata", "value": {"annotations": annotations}})
+    ops += hooks
+    warnings = grace_warnings(spec, rendered.settings.shutdown_timeout) + hook_warnings
+    warnings += memory_warnings(container["resources"], rendered.settings)
+    if not native:
+        warnings += _job_warnings(metadata, mode_note)
+    return Plan(ops, tuple(warnings))
+
+
+def job_owner(metadata: Mapping[str, Any]) -> str | None:
+    """The Job a pod belongs to (owner reference or the Job controller's labels), or None."""
+    for owner in _items(metadata.get("ownerReferences")):
+        if owner.get("kind") == "Job" and str(owner.get("apiVersion", "")).startswith("batch/"):
+            return str(owner.get("name") or "?")
+    labels = metadata.get("labels")
+    if isinstance(labels, Mapping):
+        for label in JOB_NAME_LABELS:
+            if isinstance(labels.get(label), str):
+                return str(labels[label])
+    return None
+
+
+def _job_warnings(metadata: Mapping[str, Any], mode_note: str | None) -> list[str]:
+    job = job_owner(metadata)
+    if job is None:
+        return []
+    why = f" (sidecar mode: {mode_note})" if mode_note else ""
+    return [
+        f"this pod belongs to Job {job!r} and gets the Carrier sidecar as a regular "
+        f"container{why}: the sidecar never exits, so the pod never completes and the Job "
+        "never finishes. Native sidecars (every node's kubelet >= 1.29, or "
+        "CARRIER_OPERATOR_NATIVE_SIDECAR=always) stop with the Job's containers"
+    ]
 
 
 def escape_pointer(token: str) -> str:
@@ -301,17 +320,36 @@ class _Rendered:
     container: dict[str, Any]
     settings_hash: str
     sidecar_hash: str
-    drain: float
+    settings: Settings
+
+
+def _spec_key(spec: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise InjectionError("the binding spec is not plain JSON") from None
 
 
 def _render(spec: Mapping[str, Any], config: OperatorSettings, native: bool) -> _Rendered:
     """The container for a spec, memoised: validating settings costs ~0.5 ms per call, and
     every pod of a binding renders the same container."""
-    try:
-        key = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        raise InjectionError("the binding spec is not plain JSON") from None
-    return _render_cached(key, config, native)
+    return _render_cached(_spec_key(spec), config, native)
+
+
+def _check_policy(binding: Binding, config: OperatorSettings) -> None:
+    """The validating webhook's rules again: a binding stored before a rule was turned on, or
+    with the validating webhook off, must not reach a pod (memoised like the render)."""
+    problems = _policy_cached(_spec_key(binding.spec), binding.namespace, config)
+    if problems:
+        raise InjectionError(
+            f'CarrierBinding "{binding.name}" breaks the operator\'s rules: {"; ".join(problems)}',
+            code=403,
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_cached(spec_json: str, namespace: str, config: OperatorSettings) -> tuple[str, ...]:
+    return tuple(policy_problems(json.loads(spec_json), namespace, config))
 
 
 @functools.lru_cache(maxsize=256)
@@ -322,7 +360,7 @@ def _render_cached(spec_json: str, config: OperatorSettings, native: bool) -> _R
         container=sidecar_container(spec, config, native=native),
         settings_hash=settings_hash(settings.to_env()),
         sidecar_hash=sidecar_hash(spec),
-        drain=settings.shutdown_timeout,
+        settings=settings,
     )
 
 
@@ -428,18 +466,6 @@ def _aws_identity_ops(
         else:
             ops.append({"op": "add", "path": f"{path}/{key}", "value": items})
     return ops
-
-
-def _grace_warnings(pod_spec: Mapping[str, Any], drain: float) -> tuple[str, ...]:
-    grace = pod_spec.get("terminationGracePeriodSeconds", 30)
-    if not isinstance(grace, int) or isinstance(grace, bool):
-        return ()
-    if grace < drain:
-        return (
-            f"terminationGracePeriodSeconds {grace} is shorter than the sidecar's shutdown "
-            f"timeout ({drain:g}s): in-flight messages may be cut off and redelivered",
-        )
-    return ()
 
 
 def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

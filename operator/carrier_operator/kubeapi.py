@@ -2,17 +2,18 @@
 
 kopf's own client is private, so the injector carries a tiny one: the serving-cert Secret, the
 caBundle of the two webhook configurations, a binding GET while kopf's index is still filling,
-and ``/version`` once. In a pod it uses the service-account token (re-read, since bound tokens
+``/version`` once, and a list + watch of nodes (their kubelet versions). In a pod it uses the service-account token (re-read, since bound tokens
 rotate); elsewhere the current kubeconfig; tests point it at kmock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,27 @@ class KubeAPI:
 
     async def server_version(self) -> dict[str, Any]:
         return await self.get("/version") or {}
+
+    async def watch_events(self, path: str, *, silence: float) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch (``path`` carries ``watch=true``), one JSON object per line,
+        until the server ends the stream; ``silence`` bounds the wait for the next line.
+        :class:`KubeAPIError` when it cannot be opened or breaks."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self._ssl())
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        limits = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.total, sock_read=silence
+        )
+        try:
+            async with self._session.get(
+                self.server + path, headers=await self._headers(), timeout=limits
+            ) as response:
+                if response.status >= 300:
+                    raise KubeAPIError(response.status, response.reason or "watch refused")
+                async for line in response.content:
+                    if line.strip():
+                        event = json.loads(line)
+                        if isinstance(event, dict):
+                            yield event
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise KubeAPIError(0, f"watch {path}: {exc or type(exc).__name__}") from exc

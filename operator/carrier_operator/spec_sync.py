@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from carrier_sidecar.settings import Settings
 
-from .binding import BindingError, render_env, settings_hash, sidecar_hash, validate_spec
+from .binding import BindingError, render_env, settings_hash, sidecar_hash
 from .book import Key
+from .config import OperatorSettings
 from .events import (
     INVALID_SPEC,
     ROLLOUT,
@@ -32,14 +33,16 @@ from .kubeapi import KubeAPI, KubeAPIError
 from .leader import Leadership
 from .rollout import roll_out
 from .status import Observed, now_iso
+from .validation import check_binding
 
 logger = logging.getLogger(__name__)
 
 
-def check_validity(spec: Mapping[str, Any]) -> Settings:
+def check_validity(spec: Mapping[str, Any], namespace: str, config: OperatorSettings) -> Settings:
     """The one decision "may pods use this spec" (the ``Valid`` condition, the admission gate):
-    raises :class:`BindingError` with a ``spec.field: what is wrong`` message if not."""
-    return validate_spec(spec)
+    the schema and the operator's policy rules, the same as both webhooks apply. Raises
+    :class:`BindingError` with a ``spec.field: what is wrong`` message if not."""
+    return check_binding(spec, namespace, config)
 
 
 def display(spec: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -79,6 +82,8 @@ class SpecSync:
     leadership: Leadership
     rollout_enabled: bool = True
     """False when the chart grants no rights to patch workloads (``rollout.enabled``)."""
+    config: OperatorSettings = field(default_factory=OperatorSettings)
+    """The policy a binding is checked against (allowRemoteWebhooks, ...)."""
 
     async def sync(self, key: Key, entry: Mapping[str, Any], obs: Observed) -> Settings | None:
         """Fold the indexed spec into ``obs``; the sidecar settings if the spec is valid.
@@ -90,7 +95,7 @@ class SpecSync:
         obs.queue_label, obs.webhook = display(spec)
         about = Involved(key[0], key[1], entry.get("uid"))
         try:
-            settings = check_validity(spec)
+            settings = check_validity(spec, key[0], self.config)
         except BindingError as exc:
             message = str(exc)
             if obs.spec_error != message:

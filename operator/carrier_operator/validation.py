@@ -1,8 +1,11 @@
-"""The validating webhook's rules for CarrierBindings: what the CRD schema cannot say.
+"""The rules for CarrierBindings beyond the CRD schema, enforced at every gate.
 
 Pure: a spec and its namespace in, a list of one-line problems out (empty = admit). The settings
 are checked by the sidecar's own model (:func:`binding.render_settings`), so a binding the
-validator admits is one the sidecar will start with.
+validator admits is one the sidecar will start with. The validating webhook is not the only
+gate: a binding stored before a rule was turned on (or with the validating webhook off) must not
+slip through, so the injector (:func:`injection.plan_injection`) and the reconciler
+(:func:`check_binding`: the binding's condition) apply the same rules with the same config.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from urllib.parse import urlsplit
 from carrier_sidecar.settings import Settings
 
 from .binding import BindingError, validate_spec
+from .config import OperatorSettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
@@ -35,6 +39,19 @@ def binding_problems(
     problems += _http_addr_problems(spec, settings)
     problems += _sidecar_problems(spec.get("sidecar"))
     return problems
+
+
+def policy_problems(spec: Mapping[str, Any], namespace: str, config: OperatorSettings) -> list[str]:
+    """:func:`binding_problems` under the operator's configuration (the one call every gate makes)."""
+    return binding_problems(spec, namespace, allow_remote_webhooks=config.allow_remote_webhooks)
+
+
+def check_binding(spec: Mapping[str, Any], namespace: str, config: OperatorSettings) -> Settings:
+    """The binding's settings if every rule holds; else :class:`BindingError` naming them all."""
+    problems = policy_problems(spec, namespace, config)
+    if problems:
+        raise BindingError("; ".join(problems))
+    return validate_spec(spec)
 
 
 def _url_problems(settings: Settings, namespace: str, allow_remote: bool) -> list[str]:

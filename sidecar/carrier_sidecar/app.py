@@ -1,9 +1,10 @@
 """Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
 
 Shutdown, whatever the cause (SIGTERM/SIGINT, the webhook going offline, ``stop`` set by a
-caller) is one sequence in :func:`run`: stop receiving (long polls cancelled) → release held
-messages not yet POSTed → wait for deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` →
-release those still running → flush acknowledgements → close clients → exit code.
+caller, or ``GET /drain``) is one sequence in :func:`run`: stop receiving (receives already on
+the wire land, then the loops are cancelled) → release held messages not yet POSTed → wait for
+deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush
+acknowledgements → close clients → exit code (after a drain: idle until the signal first).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from .acknowledger import Acknowledger
 from .cloudevents import event_source
 from .courier import Courier
+from .drain import DRAIN_PATH, Drain, relay
 from .footprint import settle
 from .health import WebhookHealthGate, WebhookOffline
 from .heartbeat import Heartbeat
@@ -37,6 +39,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_WEBHOOK_OFFLINE = 3
 LIVENESS_MARGIN = 30.0
+RECEIVE_LANDING = 1.0  # a busy queue answers within a round trip; an empty one is not waited for
 
 
 async def run(
@@ -60,18 +63,23 @@ async def run(
         stale_after=2 * settings.sqs_wait_time + 15 + LIVENESS_MARGIN,
     )
     state = {"draining": False}
+    # ``stop`` = a signal (exit once done); ``halt`` = stop receiving (a signal, or a drain call).
+    drain = Drain(settings.drain_token)
+    halt = asyncio.Event()
 
     def ready() -> bool:
-        return port.resolved and gate.online and not state["draining"]
+        return port.resolved and gate.online and not state["draining"] and not halt.is_set()
 
     probe = None
     bind = settings.http_bind
     if bind is not None:
         probe = ProbeServer(bind, metrics, liveness.live, ready)
+        if drain.enabled:
+            probe.add_route(DRAIN_PATH, drain.handle)
     signals = _SignalHandlers(loop, stop) if handle_signals else None
     if early_signals:  # caught by __main__ before this loop could handle signals
         stop.set()
-    background: list[asyncio.Task[Any]] = []
+    background: list[asyncio.Task[Any]] = [asyncio.ensure_future(relay(stop, drain, halt))]
     receivers: list[asyncio.Task[None]] = []
     exit_code = EXIT_OK
     try:
@@ -85,8 +93,8 @@ async def run(
                 ) from None
             if on_probe_port is not None:
                 on_probe_port(probe.port)
-        if not await _until_stopped(port.resolve(), stop):
-            return EXIT_OK
+        if not await _until_stopped(port.resolve(), halt):
+            return await drain.settle(EXIT_OK, stop)
         log.info(
             "queue resolved",
             extra={
@@ -95,8 +103,8 @@ async def run(
                 "fifo": settings.is_fifo,
             },
         )
-        if not await gate.wait_online(stop):
-            return EXIT_OK
+        if not await gate.wait_online(halt):
+            return await drain.settle(EXIT_OK, stop)
 
         ack = Acknowledger(port, metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
@@ -113,7 +121,7 @@ async def run(
             asyncio.ensure_future(receive_loop(i, settings, port, courier, liveness))
             for i in range(settings.sqs_receivers)
         ]
-        stopped = asyncio.ensure_future(stop.wait())
+        stopped = asyncio.ensure_future(halt.wait())
         watched: set[asyncio.Future[Any]] = {stopped, *receivers}
         if settings.webhook_health_check_endpoint is not None:
             watch = asyncio.ensure_future(gate.watch())
@@ -135,6 +143,7 @@ async def run(
 
         # --- the shutdown sequence ------------------------------------------------------------
         state["draining"] = True
+        await _let_receives_land(courier, liveness)
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
@@ -145,8 +154,11 @@ async def run(
         await courier.drain(settings.shutdown_timeout)
         await ack.flush()
         log.info("shutdown complete", extra={"exit_code": exit_code})
-        return exit_code
+        if not stop.is_set():  # drained by the preStop hook: nothing runs while idling
+            _quiesce(background, liveness, settings.sqs_receivers)
+        return await drain.settle(exit_code, stop)
     finally:
+        drain.done.set()  # never leave a drain call waiting on the way out
         state["draining"] = True
         for task in receivers + background:
             task.cancel()
@@ -157,6 +169,24 @@ async def run(
             await probe.stop()
         await session.close()
         await port.close()
+
+
+async def _let_receives_land(courier: Courier, liveness: Liveness) -> None:
+    """Cancelling a ReceiveMessage that SQS has already answered loses the answer: its messages
+    stay invisible for a whole visibility timeout and come back with one more receive count.
+    So no new receive starts, and those on the wire get a moment to land (their messages are
+    released with the rest); a long poll on an empty queue is cancelled after the bound."""
+    courier.stopping = True
+    await liveness.wait_idle(RECEIVE_LANDING)
+
+
+def _quiesce(background: list[asyncio.Task[Any]], liveness: Liveness, receivers: int) -> None:
+    """Idle after a drain: no health checks against a worker that is stopping, and /healthz
+    stays true (the receive loops are gone on purpose, not stuck)."""
+    for task in background:
+        task.cancel()
+    for loop in range(receivers):
+        liveness.park(loop, True)
 
 
 def _exit_code(finished: set[asyncio.Future[Any]]) -> int:

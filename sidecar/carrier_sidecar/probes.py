@@ -52,6 +52,10 @@ class ProbeServer:
             "/metrics": self._serve_metrics,
         }
 
+    def add_route(self, path: str, handler: Callable[[BaseRequest], Awaitable[Response]]) -> None:
+        """Serve one more GET path on this port (the drain endpoint, :mod:`drain`)."""
+        self._routes[path] = handler
+
     async def start(self) -> None:
         server = Server(self._dispatch, access_log=None)
         host, port = self._addr

@@ -63,6 +63,8 @@ async def receive_loop(
     failures = 0
     while True:
         liveness.park(index, True)
+        if courier.stopping:  # shutting down: the receive that just landed was the last
+            return
         wanted = await slots.take(batch)
         liveness.park(index, False)
         # SQS starts the visibility clock somewhere between the ask and the answer's arrival; the

@@ -52,6 +52,15 @@ def _meta(
     return meta
 
 
+def injected_fields() -> frozenset[str]:
+    """Settings the injector sets per pod, not from a binding (e.g. the drain token)."""
+    return frozenset(
+        name
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("injected")
+    )
+
+
 class Settings(BaseSettings):
     """The sidecar's configuration, read from ``CARRIER_*`` environment variables."""
 
@@ -254,6 +263,16 @@ class Settings(BaseSettings):
         ":9102",
         description="Address of /healthz, /readyz and /metrics (`host:port` or `:port`, which is IPv6 and IPv4); `none` turns it off.",
         json_schema_extra=_meta("sidecar.httpAddr"),
+    )
+    drain_token: str | None = Field(
+        None,
+        min_length=16,
+        repr=False,
+        description=(
+            "Enables `GET /drain` on the HTTP address for callers sending it in the "
+            "`X-Carrier-Drain-Token` header. Set per pod by the injector (not a binding field)."
+        ),
+        json_schema_extra={**_meta(None), "injected": True},
     )
 
     @classmethod

@@ -56,6 +56,7 @@ def test_rbac_grants_exactly_the_documented_rules(helm: str) -> None:
         ("ClusterRole", "", "pods", ()): {"list", "watch"},
         ("ClusterRole", "", "events", ()): {"create"},
         ("ClusterRole", "apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
+        ("ClusterRole", "", "nodes", ()): {"get", "list", "watch"},
         (
             "ClusterRole",
             "admissionregistration.k8s.io",
@@ -297,3 +298,13 @@ def test_availability_follows_the_replica_count(helm: str) -> None:
     assert (
         "terminationGracePeriodSeconds (30) must exceed operator.preStopSeconds (40)" in done.stderr
     )
+
+
+def test_node_rights_only_when_the_injector_decides_from_nodes(helm: str) -> None:
+    """``nativeSidecar: auto`` reads kubelet versions; ``always``/``never`` need no node access."""
+    for mode, expected in (("auto", True), ("always", False), ("never", False)):
+        rules = [rule for _, rule in _rules(render(helm, {"sidecar": {"nativeSidecar": mode}}))]
+        nodes = [rule for rule in rules if "nodes" in rule["resources"]]
+        assert bool(nodes) is expected, mode
+        for rule in nodes:
+            assert rule["verbs"] == ["get", "list", "watch"], rule

@@ -2,7 +2,8 @@
 
 One story, in order: messages sent to a queue reach a labelled worker through the injected
 sidecar and the queue drains; a binding change rolls the worker out with the new settings; a
-pod deleted with messages in flight loses none of them.
+pod deleted with messages in flight loses none of them, and (the worker's preStop draining the
+sidecar first) receives none of them twice.
 """
 
 from __future__ import annotations
@@ -84,6 +85,44 @@ def test_pod_deletion_with_messages_in_flight_loses_nothing(
     _expect_delivered(cluster_sqs, ids, timeout=300)
 
 
+def test_pod_deletion_drains_the_sidecar_before_the_worker_stops(
+    kube: Kube, cluster_sqs: Any, deployed: str
+) -> None:
+    """The worker's injected preStop drains the sidecar first: the deleted pod's in-flight
+    deliveries finish against a running worker, nothing is POSTed to a stopping one, so no
+    message fails and comes back: the deleted pod's deliveries carry receive count 1, and only
+    its unposted prefetch (at most one batch) is received a second time, by the next pod."""
+    pod = _worker_pods(kube)[0]
+    worker = next(c for c in pod["spec"]["containers"] if c["name"] == "worker")
+    hook = worker["lifecycle"]["preStop"]["httpGet"]
+    assert hook["path"] == "/drain"
+    assert hook["httpHeaders"][0]["value"] == _sidecar_env(pod)["CARRIER_DRAIN_TOKEN"]
+
+    ids = _send(cluster_sqs, 20, sleep=3)
+    url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    poll(
+        lambda: int(_attributes(cluster_sqs, url)["ApproximateNumberOfMessagesNotVisible"]) > 0,
+        timeout=60,
+        what="messages in flight",
+        every=0.5,
+    )
+    name = pod["metadata"]["name"]
+    kube("-n", APP_NS, "delete", "pod", name, "--wait=false")
+    records = _expect_delivered(cluster_sqs, ids, timeout=300)
+    ours = [r for r in records if r["id"] in ids]
+    assert len(ours) == len(ids), "a message was delivered twice"
+    # Delivered by the deleted pod: first receive. Taken over by the next pod: at most the
+    # deleted pod's unposted prefetch (released at the drain, one receive counted), never a
+    # message that failed against the stopping worker.
+    by_deleted = [r for r in ours if r["pod"] == name]
+    assert by_deleted, "the deleted pod finished its in-flight deliveries itself"
+    assert {r["receive_count"] for r in by_deleted} == {"1"}, by_deleted
+    taken_over = [r for r in ours if r["pod"] != name and r["receive_count"] != "1"]
+    assert {r["receive_count"] for r in taken_over} <= {"2"}, taken_over
+    batch = int(_sidecar_env(pod).get("CARRIER_SQS_BATCH_SIZE") or "1")
+    assert len(taken_over) <= batch, f"more than one batch ({batch}) received twice"
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -124,17 +163,21 @@ def _attributes(cluster_sqs: Any, url: str) -> dict[str, str]:
     return dict(cluster_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
 
 
-def _expect_delivered(cluster_sqs: Any, ids: set[str], timeout: float) -> None:
-    """Every id recorded by a worker at least once, then the queue empty (nothing invisible)."""
+def _expect_delivered(cluster_sqs: Any, ids: set[str], timeout: float) -> list[dict[str, Any]]:
+    """Every id recorded by a worker at least once, then the queue empty (nothing invisible);
+    returns the records read (id, pod, receive_count)."""
     records = cluster_sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
     seen: set[str] = set()
+    read: list[dict[str, Any]] = []
 
     def drained_records() -> bool:
         answer = cluster_sqs.receive_message(
             QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1
         )
         for message in answer.get("Messages", []):
-            seen.add(json.loads(message["Body"])["id"])
+            record = json.loads(message["Body"])
+            read.append(record)
+            seen.add(record["id"])
             cluster_sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
         return ids <= seen
 
@@ -148,3 +191,4 @@ def _expect_delivered(cluster_sqs: Any, ids: set[str], timeout: float) -> None:
         timeout=60,
         what="the queue to drain",
     )
+    return read

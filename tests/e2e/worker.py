@@ -30,7 +30,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             message = json.loads(body)
             time.sleep(min(float(message.get("sleep", 0)), 30))
-            record = {"id": message["id"], "pod": os.environ.get("HOSTNAME", "")}
+            record = {
+                "id": message["id"],
+                "pod": os.environ.get("HOSTNAME", ""),
+                "receive_count": self.headers.get("X-Carrier-Receive-Count"),
+            }
             _client.send_message(QueueUrl=_record_url, MessageBody=json.dumps(record))
         except Exception as exc:  # any failure: 500, so the message stays in its queue
             self.send_error(500, str(exc)[:200])

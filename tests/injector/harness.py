@@ -32,15 +32,19 @@ from carrier_operator.webhook_server import InjectorServer
 from tests.support.kube import (
     BINDINGS,
     MUTATING_WEBHOOKS,
+    NODES,
     SECRETS,
     VALIDATING_WEBHOOKS,
     FakeKube,
     binding_object,
     fake_kube,
+    node_object,
 )
 from tests.support.servers import free_port
 
 NAMESPACES = ("default", "team-a", "team-b", "carrier-system")
+# A current cluster unless a test says otherwise: native sidecars in ``auto`` mode.
+DEFAULT_NODES = (node_object("node-1", "v1.33.1"), node_object("node-2", "v1.33.1"))
 READY = {"conditions": [{"type": "Ready", "status": "True", "reason": "QueueReachable"}]}
 
 
@@ -346,7 +350,8 @@ async def running_injector(
     *,
     bindings: Iterable[Mapping[str, Any]] = (),
     secrets: Iterable[Mapping[str, Any]] = (),
-    server_version: tuple[int, int] | None = (1, 33),
+    nodes: Iterable[Mapping[str, Any]] | None = None,
+    prepare: Callable[[FakeKube], object] | None = None,
     webhook_configurations: bool = True,
     timeout: float = 20.0,
     **overrides: Any,
@@ -363,6 +368,10 @@ async def running_injector(
         bindings = list(bindings)
         for obj in bindings:
             await kube.create(BINDINGS, obj)
+        for node in DEFAULT_NODES if nodes is None else nodes:
+            await kube.create(NODES, node)
+        if prepare is not None:  # e.g. a reaction of the fake API, before the injector starts
+            prepare(kube)
 
         registry = kopf.OperatorRegistry()
         admission.register(registry)
@@ -375,9 +384,7 @@ async def running_injector(
         settings.posting.enabled = False
         settings.networking.connect_timeout = 5
         api = KubeAPI(kube.url)
-        server = admission.configure(
-            settings, config, api=api, server_version=server_version, addr="127.0.0.1"
-        )
+        server = admission.configure(settings, config, api=api, addr="127.0.0.1")
         operator = OperatorThread(registry, settings, api.close)
         operator.start()
         try:

@@ -85,9 +85,15 @@ async def test_replicaset_pod_gets_a_native_sidecar(injector: Injector) -> None:
 
     sidecar = containers(result, "initContainers")[SIDECAR_CONTAINER]
     assert sidecar["restartPolicy"] == "Always"
-    assert list(containers(result)) == ["worker"]  # the worker is untouched
-    assert result["spec"]["containers"] == pod["spec"]["containers"]
+    assert list(containers(result)) == ["worker"]
+    # The worker only gains the preStop hook that drains the sidecar first (with its token).
+    worker = dict(containers(result)["worker"])
+    hook = worker.pop("lifecycle")["preStop"]["httpGet"]
+    assert worker == pod["spec"]["containers"][0]
     env = env_of(sidecar)
+    assert hook["httpHeaders"] == [
+        {"name": "X-Carrier-Drain-Token", "value": env["CARRIER_DRAIN_TOKEN"]}
+    ]
     assert env["CARRIER_SQS_QUEUE_NAME"] == "orders-q"
     assert env["CARRIER_WEBHOOK_ENDPOINT"] == "http://127.0.0.1:8080/jobs"
     assert sidecar["livenessProbe"]["httpGet"] == {

@@ -16,11 +16,9 @@ from carrier_operator.injection import (
     apply_patch,
     escape_pointer,
     injected_record,
-    parse_server_version,
     plan_injection,
     readiness_problem,
     sidecar_container,
-    use_native_sidecar,
 )
 from tests.injector.conftest import assert_valid_pod, containers, env_of, patched
 from tests.injector.harness import READY, replicaset_pod
@@ -35,36 +33,6 @@ def pod_in(namespace: str = "team-a", **spec: Any) -> dict[str, Any]:
     pod = replicaset_pod("orders", **spec)
     pod["metadata"]["namespace"] = namespace
     return pod
-
-
-@pytest.mark.parametrize(
-    ("mode", "version", "native"),
-    [
-        ("always", None, True),
-        ("always", (1, 20), True),
-        ("never", (1, 33), False),
-        ("auto", None, False),
-        ("auto", (1, 28), False),
-        ("auto", (1, 29), True),
-        ("auto", (2, 0), True),
-    ],
-)
-def test_native_sidecar_decision(mode: str, version: tuple[int, int] | None, native: bool) -> None:
-    assert use_native_sidecar(mode, version) is native
-
-
-@pytest.mark.parametrize(
-    ("info", "version"),
-    [
-        ({"major": "1", "minor": "33"}, (1, 33)),
-        ({"major": "1", "minor": "29+", "gitVersion": "v1.29.3-eks-1"}, (1, 29)),
-        ({"gitVersion": "v1.31.2+k3s1"}, (1, 31)),
-        ({}, None),
-        ({"major": "x"}, None),
-    ],
-)
-def test_server_version_parsing(info: dict[str, Any], version: tuple[int, int] | None) -> None:
-    assert parse_server_version(info) == version
 
 
 def test_readiness_problems() -> None:
@@ -115,8 +83,12 @@ def test_our_applier_and_an_independent_one_agree() -> None:
 def test_patch_is_add_only_and_minimal() -> None:
     pod = pod_in()
     plan = plan_injection(pod, BINDING, CONFIG, native=True)
-    assert [op["op"] for op in plan.patch] == ["add", "add"]
-    assert [op["path"] for op in plan.patch] == ["/spec/initContainers", "/metadata/annotations"]
+    assert [op["op"] for op in plan.patch] == ["add", "add", "add"]
+    assert [op["path"] for op in plan.patch] == [
+        "/spec/initContainers",
+        "/metadata/annotations",
+        "/spec/containers/0/lifecycle",
+    ]
 
 
 def test_annotation_records_binding_hash_and_mode() -> None:

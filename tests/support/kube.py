@@ -57,6 +57,7 @@ CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 MUTATING_WEBHOOKS = "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 VALIDATING_WEBHOOKS = "admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 LEASES = "coordination.k8s.io/v1/leases"
+NODES = "v1/nodes"
 
 _VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
@@ -94,6 +95,7 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         namespaced=False,
     ),
     LEASES: kmock.ResourceInfo(kind="Lease", singular="lease", namespaced=True),
+    NODES: kmock.ResourceInfo(kind="Node", singular="node", namespaced=False),
 }
 for _info in RESOURCES.values():
     _info.verbs = set(_VERBS)
@@ -317,6 +319,23 @@ def pod_object(
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
         "status": {"phase": phase},
+    }
+
+
+def node_object(name: str, kubelet_version: str) -> dict[str, Any]:
+    """A Node as the kubelet registers it (what the injector's node watch reads)."""
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "nodeInfo": {
+                "kubeletVersion": kubelet_version,
+                "kubeProxyVersion": kubelet_version,
+                "containerRuntimeVersion": "containerd://1.7.22",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        },
     }
 
 

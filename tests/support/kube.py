@@ -11,7 +11,13 @@ Facts about kmock 0.8 this harness works around (see the toolchain notes):
   or kopf waits silently in discovery;
 - objects get ``metadata.resourceVersion``/``uid`` on creation (kmock never bumps the version,
   so a handler may run twice: test idempotency, not call counts);
-- objects are created/patched over HTTP so that watch streams see the change;
+- objects are created/patched over HTTP so that watch streams see the change (``load`` stores
+  thousands directly, for objects that exist before the code under test starts);
+- unlike kmock, it is strict as kube-apiserver is: every request needs a known bearer token or
+  a client certificate from the test CA (else 401), the operator's identity gets only the
+  chart's rendered RBAC (else 403), lists and watches honour ``labelSelector``/``fieldSelector``
+  and lists ``limit``/``continue``, and ``served()`` is the request log (tests/support/
+  kube_access.py, kube_select.py);
 - the kubernetes client reads ``$KUBECONFIG`` once at import: this module points it (and the
   client's module default) at one kubeconfig file per process, rewritten by each ``fake_kube``.
   One fake API at a time per process.
@@ -23,15 +29,18 @@ import asyncio
 import builtins
 import contextlib
 import os
+import ssl
 import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp.test_utils
 import kmock
 import yaml
 
@@ -42,6 +51,20 @@ if "kubernetes.config.kube_config" in sys.modules:  # imported before us: patch 
     _kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(KUBECONFIG)
 
 from carrier_operator import binding as _binding  # noqa: E402
+from tests.support import kube_select  # noqa: E402
+from tests.support.kube_access import (  # noqa: E402
+    ADMIN_TOKEN,
+    OPERATOR,
+    OPERATOR_TOKEN,
+    Access,
+    Attributes,
+    Identity,
+    Refused,
+    Served,
+    chart_rbac,
+    peer_certificate,
+)
+from tests.support.kube_tls import TestCA  # noqa: E402
 
 # Resource keys as kmock spells them ("group/version/plural"; "v1/plural" for the core group).
 NAMESPACES = "v1/namespaces"
@@ -100,10 +123,61 @@ for _info in RESOURCES.values():
 
 
 class _Emulator(kmock.KubernetesEmulator):
-    """kmock plus what the API server does on create: ``generateName`` (kopf names its Events
-    that way) and a ``resourceVersion``/``uid`` for objects the code under test creates."""
+    """kmock plus what kube-apiserver does around it: authentication and the chart's RBAC
+    (``access``), label/field selectors and ``limit``/``continue`` on lists and watches, a
+    request log, and on create ``generateName`` (kopf names its Events that way) and a
+    ``resourceVersion``/``uid`` for objects the code under test creates."""
+
+    access: Access | None = None  # set by fake_kube; None serves everyone (kmock's default)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        entry = self._log(request)
+        try:
+            identity = self._authenticate(request)
+            entry.user = identity.user if identity is not None else None
+            self._check_query(request)
+            self._fill_create(request)
+            if request.action == kmock.action.WATCH:
+                entry.status = 200  # the stream starts now and lasts until the client leaves
+            response = await super()._handle(request)
+            entry.status = response.status
+            return response
+        except kmock.KubernetesError as exc:
+            entry.status = exc.status
+            raise
+        except Exception:
+            entry.status = 500
+            raise
+
+    def _authenticate(self, request: kmock.Request) -> Identity | None:
+        """401 without known credentials, 403 for what the identity's RBAC does not grant."""
+        if self.access is None:
+            return None
+        raw = request._raw_request
+        peercert = peer_certificate(raw.transport if raw is not None else None)
+        attributes = Attributes.of(str(request.method.value), request.url.path, request.params)
+        try:
+            identity = self.access.authenticate(request.headers, peercert)
+            self.access.authorize(identity, attributes)
+        except Refused as exc:
+            raise kmock.KubernetesError(
+                status=exc.code, reason=exc.reason, message=exc.message, details={}
+            ) from None
+        return identity
+
+    def _check_query(self, request: kmock.Request) -> None:
+        """A malformed selector or continue token is a 400, as upstream."""
+        if request.action not in {kmock.action.LIST, kmock.action.WATCH}:
+            return
+        try:
+            self._matcher(request)
+            kube_select.paginate([], request.params, "0")
+        except kube_select.BadRequest as exc:
+            raise kmock.KubernetesError(
+                status=400, reason="BadRequest", message=str(exc), details={}
+            ) from None
+
+    def _fill_create(self, request: kmock.Request) -> None:
         data = request.data
         if request.action == kmock.action.CREATE and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
@@ -112,7 +186,68 @@ class _Emulator(kmock.KubernetesEmulator):
                     meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
                 meta.setdefault("resourceVersion", "1")
                 meta.setdefault("uid", str(uuid.uuid4()))
-        return await super()._handle(request)
+
+    def _log(self, request: kmock.Request) -> Served:
+        """The request's entry in the log, completed (user, status) as it is served."""
+        verb = Attributes.of(str(request.method.value), request.url.path, request.params).verb
+        entry = Served(
+            method=str(request.method.value).upper(),
+            path=request.url.path,
+            query=dict(request.params),
+            verb=verb,
+        )
+        if self.access is not None:
+            self.access.log.append(entry)
+        return entry
+
+    @staticmethod
+    def _matcher(request: kmock.Request) -> kube_select.Match:
+        plural = request.resource.plural if request.resource is not None else ""
+        return kube_select.selector_match(request.params, str(plural or ""))
+
+    def _resource_version(self, request: kmock.Request) -> str:
+        """The list's resourceVersion: the newest among the resource's objects."""
+        newest = 0
+        for (resource, _ns, _name), obj in self.objects.items():
+            if resource == request.resource:
+                version = str((obj.raw.get("metadata") or {}).get("resourceVersion") or "")
+                newest = max(newest, int(version) if version.isdigit() else 0)
+        return str(newest)
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        listed = await super()._serve_list(request)
+        assert isinstance(listed, dict)  # kmock's list payload
+        match = self._matcher(request)
+        items = [item for item in listed.get("items") or [] if match(item)]
+        page = kube_select.paginate(items, request.params, self._resource_version(request))
+        meta: dict[str, Any] = {"resourceVersion": page.resource_version}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+            meta["remainingItemCount"] = page.remaining
+        return {"kind": "List", "apiVersion": "v1", "metadata": meta, "items": page.items}
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        """kmock's stream, filtered by the selectors: an object that stops matching is seen as
+        DELETED and one that starts matching as ADDED, as the watch cache does."""
+        match = self._matcher(request)
+        inside: set[tuple[str, str]] = set()
+        async for event in super()._serve_watch(request):
+            if not isinstance(event, dict):
+                yield event
+                continue
+            obj = event.get("object") or {}
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            if match(obj):
+                if event.get("type") == "DELETED":
+                    inside.discard(key)
+                elif key not in inside:
+                    inside.add(key)
+                    event = {**event, "type": "ADDED"}
+                yield event
+            elif key in inside:
+                inside.discard(key)
+                yield {"type": "DELETED", "object": obj}
 
 
 def _path(resource: str, namespace: str | None, name: str | None = None) -> str:
@@ -130,9 +265,15 @@ def _api_version(resource: str) -> str:
 
 @dataclass
 class FakeKube:
-    """A running kmock Kubernetes emulator plus a kubeconfig pointing at it."""
+    """A running kmock Kubernetes emulator plus a kubeconfig pointing at it.
+
+    The kubeconfig authenticates as the chart's operator service account (``OPERATOR_TOKEN``),
+    whose requests the chart's RBAC limits; the helpers below arrange objects as an admin.
+    """
 
     mock: _Emulator
+    access: Access
+    ca: TestCA | None = None
     kubeconfig: Path = KUBECONFIG
     _counter: int = field(default=0)
 
@@ -140,9 +281,59 @@ class FakeKube:
     def url(self) -> str:
         return str(self.mock.url).rstrip("/")
 
-    # --- writing (over HTTP, so kopf's watches see it) ----------------------------------------
-    async def create(self, resource: str, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """POST an object; fills apiVersion, resourceVersion, uid, creationTimestamp, generation."""
+    @property
+    def operator_token(self) -> str:
+        return OPERATOR_TOKEN
+
+    # --- identities ---------------------------------------------------------------------------
+    def add_token(self, token: str, identity: Identity = OPERATOR) -> None:
+        """Accept ``token`` as ``identity`` from now on (an exec plugin's, a projected SA's)."""
+        self.access.tokens[token] = identity
+
+    def issue_client_cert(self, identity: Identity = OPERATOR) -> tuple[Path, Path]:
+        """A client certificate (and key) for ``identity``, signed by the server's CA."""
+        if self.ca is None:
+            raise RuntimeError("client certificates need fake_kube(tls=True)")
+        stem = f"client-{uuid.uuid4().hex[:8]}"
+        return self.ca.issue(stem, identity.user, organizations=identity.groups, server=False)
+
+    def write_kubeconfig(self, user: Mapping[str, Any] | None = None) -> Path:
+        """Point the kubeconfig at this server with ``user`` credentials (default: the
+        operator's token); the kubernetes client and kopf read it at each login."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca is not None:
+            cluster["certificate-authority"] = str(self.ca.ca_file)
+        _write_kubeconfig(self.kubeconfig, cluster, dict(user or {"token": OPERATOR_TOKEN}))
+        return self.kubeconfig
+
+    # --- the request log ----------------------------------------------------------------------
+    def served(
+        self, method: str | None = None, path_part: str = "", *, user: str | None = None
+    ) -> builtins.list[Served]:
+        """Requests served so far (method, path, query, user, status), optionally filtered."""
+        return [
+            entry
+            for entry in list(self.access.log)
+            if (method is None or entry.method == method.upper())
+            and path_part in entry.path
+            and (user is None or entry.user == user)
+        ]
+
+    # --- bulk loading (no HTTP, no watch events: before the code under test starts) ----------
+    def load(self, resource: str, objects: Iterable[Mapping[str, Any]]) -> int:
+        """Store objects directly, as ``create`` fills them: thousands in well under a second.
+        Watches opened later see them; later changes go through ``create``/``patch``."""
+        count = 0
+        info = RESOURCES[resource]
+        for obj in objects:
+            body = self._filled(resource, obj)
+            meta = body["metadata"]
+            namespace = meta.get("namespace") if info.namespaced else None
+            self.mock.objects[kmock.resource(resource), namespace, meta["name"]] = body
+            count += 1
+        return count
+
+    def _filled(self, resource: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = dict(obj)
         meta = dict(body.get("metadata") or {})
         self._counter += 1
@@ -153,6 +344,13 @@ class FakeKube:
         body["metadata"] = meta
         body.setdefault("apiVersion", _api_version(resource))
         body.setdefault("kind", RESOURCES[resource].kind)
+        return body
+
+    # --- writing (over HTTP, so kopf's watches see it) ----------------------------------------
+    async def create(self, resource: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """POST an object; fills apiVersion, resourceVersion, uid, creationTimestamp, generation."""
+        body = self._filled(resource, obj)
+        meta = body["metadata"]
         namespace = meta.get("namespace") if RESOURCES[resource].namespaced else None
         async with self.mock.post(_path(resource, namespace), json=body) as response:
             payload: dict[str, Any] = await response.json()
@@ -288,30 +486,68 @@ def workload_object(namespace: str, name: str, binding_name: str | None) -> dict
     }
 
 
-def _write_kubeconfig(path: Path, server: str) -> None:
+def _write_kubeconfig(path: Path, cluster: Mapping[str, Any], user: Mapping[str, Any]) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": server}}],
-        "users": [{"name": "kmock", "user": {"token": "kmock-token"}}],
+        "clusters": [{"name": "kmock", "cluster": dict(cluster)}],
+        "users": [{"name": "kmock", "user": dict(user)}],
         "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
         "current-context": "kmock",
     }
     path.write_text(yaml.safe_dump(config))
 
 
+def _tls_server(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:
+    """kmock's aiohttp test server, serving HTTPS (kmock starts it without ``ssl=``)."""
+
+    class _TLSServer(aiohttp.test_utils.RawTestServer):
+        async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+            await super().start_server(loop=loop, ssl=context, **kwargs)
+
+    return _TLSServer
+
+
+def _admin_client(context: ssl.SSLContext | None) -> Any:
+    """The fixture's own client: an admin, as a test arranging a cluster would be."""
+
+    def make(url: Any) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return aiohttp.ClientSession(url, connector=connector, headers=headers)
+
+    return make
+
+
 @contextlib.asynccontextmanager
-async def fake_kube(namespaces: tuple[str, ...] = ("default",)) -> AsyncIterator[FakeKube]:
-    """Start kmock on loopback with every resource declared; write the kubeconfig for it."""
+async def fake_kube(
+    namespaces: tuple[str, ...] = ("default",),
+    *,
+    tls: bool = False,
+    chart_values: Mapping[str, Any] | None = None,
+) -> AsyncIterator[FakeKube]:
+    """Start kmock on loopback with every resource declared; write the kubeconfig for it.
+
+    Every request must authenticate; the operator's identity gets exactly the RBAC the chart
+    renders for ``chart_values`` (match them to the operator's settings: ``namespaces``,
+    ``replicaCount``). ``tls`` serves HTTPS from a test CA, which client certificates need.
+    """
     mock = _Emulator()
     for key, info in RESOURCES.items():
         mock.resources[key] = info
-    async with mock, kmock.Server(mock):
-        kube = FakeKube(mock=mock)
-        _write_kubeconfig(kube.kubeconfig, kube.url)
-        for namespace in namespaces:
-            kube.create_namespace(namespace)
-        yield kube
+    mock.access = access = Access(rbac=chart_rbac(chart_values))
+    with tempfile.TemporaryDirectory(prefix="fake-kube-") as tmp:
+        ca = TestCA.create(Path(tmp)) if tls else None
+        client_context = ca.client_context() if ca is not None else None
+        server_args: dict[str, Any] = {"client_fct": _admin_client(client_context)}
+        if ca is not None:
+            server_args["server_cls"] = _tls_server(ca.server_context())
+        async with mock, kmock.Server(mock, **server_args):
+            kube = FakeKube(mock=mock, access=access, ca=ca)
+            kube.write_kubeconfig()
+            for namespace in namespaces:
+                kube.create_namespace(namespace)
+            yield kube
 
 
 @dataclass

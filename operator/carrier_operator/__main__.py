@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from .checker import Checker
 from .config import OperatorConfigError, OperatorSettings
 from .kubeapi import KubeAPI
 from .logs import configure_logging
+from .pods import PodWatcher
 from .queues import QueueReader
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     )
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 600
+    settings.watching.chunk_size = 500  # kopf lists bindings (and CRDs) in pages, not at once
     settings.watching.client_timeout = 660
 
 
@@ -57,16 +60,20 @@ async def _startup(
     api = await KubeAPI.from_environment()
     book = Book(api)
     reader = QueueReader()
+    pods = PodWatcher(api, config.namespace_list)
     checker = Checker(
         book=book,
         reader=reader,
         bindings=kwargs[reconcile.BINDINGS_INDEX],
-        pods=kwargs[reconcile.PODS_INDEX],
+        pods=pods.index,
         interval=config.queue_check_interval,
     )
+    pods.on_change = functools.partial(checker.touch, queue=False)
     memo.carrier = reconcile.Runtime(
         config=config, api=api, book=book, reader=reader, checker=checker
     )
+    memo.carrier_pods = pods
+    await pods.start()
     checker.start()
     logger.info(
         "carrier-operator started: namespaces=%s, peering=%s, queue check every %gs",
@@ -78,6 +85,9 @@ async def _startup(
 
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
+    pods = getattr(memo, "carrier_pods", None)
+    if isinstance(pods, PodWatcher):
+        await pods.stop()
     carrier = getattr(memo, "carrier", None)
     if isinstance(carrier, reconcile.Runtime):
         await carrier.close()

@@ -16,7 +16,6 @@ import kopf
 
 from . import admission, events
 from .binding import (
-    BINDING_LABEL,
     GROUP,
     PLURAL,
     VERSION,
@@ -37,7 +36,6 @@ from .status import now_iso
 logger = logging.getLogger(__name__)
 
 BINDINGS_INDEX = admission.INDEX  # the injector's index of binding specs and statuses
-PODS_INDEX = "carrier_bound_pods"
 ROLLOUT_RETRY_DELAY = 30.0
 
 
@@ -76,30 +74,6 @@ def _display(spec: Mapping[str, Any]) -> tuple[str | None, str | None]:
     else:
         target = None
     return (str(queue_label) if queue_label else None), target
-
-
-# --- indices -----------------------------------------------------------------------------------
-@kopf.index("pods", labels={BINDING_LABEL: kopf.PRESENT}, id=PODS_INDEX)
-def index_pod(
-    namespace: str | None,
-    name: str,
-    labels: Mapping[str, str],
-    status: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    memo: Any,
-    **_: Any,
-) -> dict[tuple[str, str], str] | None:
-    """Live pods that opted into a binding (by label), keyed by (namespace, binding).
-
-    It also nudges the checker to recount now (deletions, which kopf drops from the index
-    without a call, are caught by the checker's periodic recount)."""
-    key = (str(namespace), labels[BINDING_LABEL])
-    carrier = getattr(memo, "carrier", None)
-    if isinstance(carrier, Runtime):
-        carrier.checker.touch(key, queue=False)
-    if status.get("phase") in {"Succeeded", "Failed"} or meta.get("deletionTimestamp"):
-        return None
-    return {key: name}
 
 
 # --- the binding itself ------------------------------------------------------------------------

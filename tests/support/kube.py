@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 import os
 import ssl
 import sys
@@ -41,6 +42,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.test_utils
+import aiohttp.web
 import kmock
 import yaml
 
@@ -129,6 +131,62 @@ class _Emulator(kmock.KubernetesEmulator):
     ``resourceVersion``/``uid`` for objects the code under test creates."""
 
     access: Access | None = None  # set by fake_kube; None serves everyone (kmock's default)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            return await self._serve_namespaces(raw_request)
+        return await super().__call__(raw_request)
+
+    async def _serve_namespaces(
+        self, raw_request: aiohttp.web.BaseRequest
+    ) -> aiohttp.web.StreamResponse:
+        """List/watch ``/api/v1/namespaces``, which kmock 0.8 cannot route (it reads
+        "namespaces" as the namespace prefix); kopf asks for it when it serves a namespace
+        list. The watch shows the namespaces that exist, then stays open until timeoutSeconds."""
+        await raw_request.read()
+        query = dict(raw_request.query)
+        attributes = Attributes.of(raw_request.method, raw_request.path, query)
+        entry = Served(raw_request.method, raw_request.path, query, attributes.verb)
+        if self.access is not None:
+            self.access.log.append(entry)
+            try:
+                identity = self.access.authenticate(
+                    dict(raw_request.headers), peer_certificate(raw_request.transport)
+                )
+                entry.user = identity.user
+                self.access.authorize(identity, attributes)
+            except Refused as exc:
+                entry.status = exc.code
+                status = {"kind": "Status", "apiVersion": "v1", "code": exc.code}
+                status |= {"status": "Failure", "reason": exc.reason, "message": exc.message}
+                return aiohttp.web.json_response(status, status=exc.code)
+        wanted = kmock.resource(NAMESPACES)
+        try:
+            match = kube_select.selector_match(query, "namespaces")
+            items = [
+                obj.raw
+                for (resource, _ns, _name), obj in self.objects.items()
+                if resource == wanted and not obj.deleted and match(obj.raw)
+            ]
+            page = kube_select.paginate(items, query, "1")
+        except kube_select.BadRequest as exc:
+            entry.status = 400
+            status = {"kind": "Status", "apiVersion": "v1", "code": 400, "reason": "BadRequest"}
+            return aiohttp.web.json_response({**status, "message": str(exc)}, status=400)
+        entry.status = 200
+        if attributes.verb != "watch":
+            meta: dict[str, Any] = {"resourceVersion": page.resource_version}
+            if page.continue_token:
+                meta["continue"] = page.continue_token
+            body = {"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta}
+            return aiohttp.web.json_response({**body, "items": page.items})
+        response = aiohttp.web.StreamResponse()
+        await response.prepare(raw_request)
+        for item in items:
+            await response.write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
+        timeout = query.get("timeoutSeconds", "")
+        await asyncio.sleep(min(int(timeout) if timeout.isdigit() else 1800, 1800))
+        return response
 
     async def _handle(self, request: kmock.Request) -> Any:
         entry = self._log(request)

@@ -131,6 +131,7 @@ class _Emulator(kmock.KubernetesEmulator):
     ``resourceVersion``/``uid`` for objects the code under test creates."""
 
     access: Access | None = None  # set by fake_kube; None serves everyone (kmock's default)
+    compacted: dict[str, int] | None = None  # resource -> versions older than this are gone
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.path.rstrip("/") == "/api/v1/namespaces":
@@ -191,8 +192,7 @@ class _Emulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         entry = self._log(request)
         try:
-            identity = self._authenticate(request)
-            entry.user = identity.user if identity is not None else None
+            self._authenticate(request, entry)
             self._check_query(request)
             self._fill_create(request)
             if request.action == kmock.action.WATCH:
@@ -207,26 +207,36 @@ class _Emulator(kmock.KubernetesEmulator):
             entry.status = 500
             raise
 
-    def _authenticate(self, request: kmock.Request) -> Identity | None:
+    def _authenticate(self, request: kmock.Request, entry: Served) -> None:
         """401 without known credentials, 403 for what the identity's RBAC does not grant."""
         if self.access is None:
-            return None
+            return
         raw = request._raw_request
         peercert = peer_certificate(raw.transport if raw is not None else None)
         attributes = Attributes.of(str(request.method.value), request.url.path, request.params)
         try:
             identity = self.access.authenticate(request.headers, peercert)
+            entry.user = identity.user
             self.access.authorize(identity, attributes)
         except Refused as exc:
             raise kmock.KubernetesError(
                 status=exc.code, reason=exc.reason, message=exc.message, details={}
             ) from None
-        return identity
 
     def _check_query(self, request: kmock.Request) -> None:
-        """A malformed selector or continue token is a 400, as upstream."""
+        """A malformed selector or continue token is a 400, as upstream; a watch from a
+        compacted resourceVersion is a 410."""
         if request.action not in {kmock.action.LIST, kmock.action.WATCH}:
             return
+        since = str(request.params.get("resourceVersion") or "")
+        oldest = (self.compacted or {}).get(str(request.resource), 0)
+        if request.action == kmock.action.WATCH and since.isdigit() and int(since) < oldest:
+            raise kmock.KubernetesError(
+                status=410,
+                reason="Expired",
+                message=f"too old resource version: {since} ({oldest})",
+                details={},
+            )
         try:
             self._matcher(request)
             kube_select.paginate([], request.params, "0")
@@ -293,6 +303,9 @@ class _Emulator(kmock.KubernetesEmulator):
             if not isinstance(event, dict):
                 yield event
                 continue
+            if event.get("type") == "ERROR":  # expire_watches(): the stream ends here
+                yield event
+                return
             obj = event.get("object") or {}
             meta = obj.get("metadata") or {}
             key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -376,6 +389,24 @@ class FakeKube:
             and path_part in entry.path
             and (user is None or entry.user == user)
         ]
+
+    async def expire_watches(self, resource: str) -> None:
+        """What an etcd compaction does to watchers: open watches of ``resource`` end with an
+        ERROR 410 event, and a watch from an older resourceVersion is answered 410."""
+        newest = 0
+        for (res, _ns, _name), obj in self.mock.objects.items():
+            if res == kmock.resource(resource):
+                version = str((obj.raw.get("metadata") or {}).get("resourceVersion") or "0")
+                newest = max(newest, int(version) if version.isdigit() else 0)
+        self._counter = max(self._counter, newest) + 1
+        compacted = self.mock.compacted = dict(self.mock.compacted or {})
+        compacted[str(kmock.resource(resource))] = self._counter
+        status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410}
+        status |= {"reason": "Expired", "message": "too old resource version"}
+        namespaces = {ns for (res, ns, _n) in self.mock.objects if res == kmock.resource(resource)}
+        for namespace in sorted(namespaces, key=str):  # kmock routes events by namespace
+            body = {**status, "metadata": {"namespace": namespace}}
+            await self.mock._buses[kmock.resource(resource)].put({"type": "ERROR", "object": body})
 
     # --- bulk loading (no HTTP, no watch events: before the code under test starts) ----------
     def load(self, resource: str, objects: Iterable[Mapping[str, Any]]) -> int:

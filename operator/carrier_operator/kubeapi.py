@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 import aiohttp
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Seconds the client's header is reused: the client refreshes exec tokens 5 minutes before they
+# expire and re-reads a service-account token each minute, so this never sends a stale one.
+AUTH_REFRESH = 10.0
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -54,6 +58,8 @@ class KubeAPI:
         self.server = server.rstrip("/")
         self._token = token
         self._configuration = configuration  # kubernetes.client.Configuration (untyped)
+        self._auth: str | None = None
+        self._auth_at: float | None = None
         self._ca_file = ca_file
         self._client_cert = client_cert
         self._verify = verify
@@ -118,9 +124,13 @@ class KubeAPI:
 
     async def _headers(self) -> dict[str, str]:
         if self._configuration is not None:
-            # Runs the client's refresh hook: an expired exec-plugin token is fetched anew.
-            auth = await asyncio.to_thread(self._authorization, self._configuration)
-            return {"Authorization": auth} if auth else {}
+            now = time.monotonic()
+            if self._auth_at is None or now - self._auth_at >= AUTH_REFRESH:
+                # Runs the client's refresh hook (off the loop: an exec plugin is a process):
+                # an expiring exec-plugin token is fetched anew, a rotated SA token re-read.
+                self._auth = await asyncio.to_thread(self._authorization, self._configuration)
+                self._auth_at = now
+            return {"Authorization": self._auth} if self._auth else {}
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from .kubeapi import KubeAPI
 from .leader import LeaderElector, Leadership, SoleReplica, default_identity
 from .liveness import serving_liveness
 from .logs import configure_logging
+from .pods import PodWatcher
 from .queues import QueueReader
 from .spec_sync import SpecSync
 
@@ -49,6 +51,7 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     )
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 600
+    settings.watching.chunk_size = 500  # kopf lists bindings (and CRDs) in pages, not at once
     settings.watching.client_timeout = 660
 
 
@@ -77,11 +80,12 @@ async def _startup(
         )
     book = Book(api, leadership)
     reader = QueueReader()
+    pods = PodWatcher(api, config.namespace_list)
     checker = Checker(
         book=book,
         reader=reader,
         bindings=kwargs[reconcile.BINDINGS_INDEX],
-        pods=kwargs[reconcile.PODS_INDEX],
+        pods=pods.index,
         interval=config.queue_check_interval,
         sync=SpecSync(
             api,
@@ -93,6 +97,7 @@ async def _startup(
         leadership=leadership,
         queue_check=config.queue_check,
     )
+    pods.on_change = functools.partial(checker.touch, queue=False)
     memo.carrier = reconcile.Runtime(
         config=config,
         api=api,
@@ -102,6 +107,8 @@ async def _startup(
         leadership=leadership,
         identity=identity,
     )
+    memo.carrier_pods = pods
+    await pods.start()
     checker.start()
     if isinstance(leadership, LeaderElector):
         leadership.start()
@@ -118,6 +125,9 @@ async def _startup(
 
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
+    pods = getattr(memo, "carrier_pods", None)
+    if isinstance(pods, PodWatcher):
+        await pods.stop()
     carrier = getattr(memo, "carrier", None)
     if isinstance(carrier, reconcile.Runtime):
         await carrier.close()

@@ -59,7 +59,7 @@ class Checker:
         self.queue_check = queue_check
         self.reader = reader
         self.bindings = bindings  # kopf index: (namespace, name) -> [{"spec", "status", ...}]
-        self.pods = pods  # kopf index: (namespace, binding) -> [pod name, ...]
+        self.pods = pods  # pods.BoundPods: (namespace, binding) -> {pod name, ...}
         self.interval = interval
         self.recount_every = min(interval, RECOUNT_EVERY)
         self._due: dict[Key, float] = {}

@@ -1,9 +1,11 @@
-"""The few Kubernetes API calls the injector makes itself, over aiohttp.
+"""The few Kubernetes API calls the operator makes itself, over aiohttp.
 
-kopf's own client is private, so the injector carries a tiny one: the serving-cert Secret, the
+kopf's own client is private, so the operator carries a tiny one: the serving-cert Secret, the
 caBundle of the two webhook configurations, a binding GET while kopf's index is still filling,
-``/version`` once, and a list + watch of nodes (their kubelet versions). In a pod it uses the service-account token (re-read, since bound tokens
-rotate); elsewhere the current kubeconfig; tests point it at kmock.
+``/version`` once, status writes, rollouts, the labelled-pod list and watch (``pods.py``) and a list + watch of nodes
+(their kubelet versions, ``nodes.py``).
+Credentials are the kubernetes client's: in a pod the service account (the token re-read as it
+rotates), elsewhere the current kubeconfig (token, exec plugin or client certificate).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 import aiohttp
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Seconds the client's header is reused: the client refreshes exec tokens 5 minutes before they
+# expire and re-reads a service-account token each minute, so this never sends a stale one.
+AUTH_REFRESH = 10.0
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -33,14 +38,19 @@ class KubeAPIError(Exception):
 
 
 class KubeAPI:
-    """JSON requests to one API server with a bounded timeout; one session, reused."""
+    """JSON requests to one API server with a bounded timeout; one session, reused.
+
+    Credentials come from a kubernetes-client ``Configuration`` when there is one (kubeconfig or
+    in-cluster): the client builds the ``Authorization`` header itself, and its refresh hook
+    re-reads a rotated service-account token or re-runs an exec plugin whose token expired.
+    """
 
     def __init__(
         self,
         server: str,
         *,
         token: str | None = None,
-        token_file: Path | None = None,
+        configuration: Any = None,
         ca_file: str | None = None,
         client_cert: tuple[str, str] | None = None,
         verify: bool = True,
@@ -48,8 +58,9 @@ class KubeAPI:
     ) -> None:
         self.server = server.rstrip("/")
         self._token = token
-        self._token_file = token_file
-        self._token_read = 0.0
+        self._configuration = configuration  # kubernetes.client.Configuration (untyped)
+        self._auth: str | None = None
+        self._auth_at: float | None = None
         self._ca_file = ca_file
         self._client_cert = client_cert
         self._verify = verify
@@ -59,31 +70,27 @@ class KubeAPI:
         self.user_agent: str | None = None
 
     @classmethod
-    def in_cluster(cls) -> KubeAPI:
-        host = os.environ["KUBERNETES_SERVICE_HOST"]
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        host = f"[{host}]" if ":" in host else host
-        return cls(
-            f"https://{host}:{port}",
-            token_file=SA_DIR / "token",
-            ca_file=str(SA_DIR / "ca.crt"),
-        )
+    async def from_environment(cls, sa_dir: Path = SA_DIR) -> KubeAPI:
+        """In a pod: the service account in ``sa_dir``; elsewhere: the kubeconfig (off the loop)."""
+        return await asyncio.to_thread(cls._from_client_config, sa_dir)
 
     @classmethod
-    async def from_environment(cls) -> KubeAPI:
-        """In a pod: the service account; elsewhere: the kubeconfig (read off the loop)."""
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and (SA_DIR / "token").exists():
-            return cls.in_cluster()
-        return await asyncio.to_thread(cls._from_kubeconfig)
-
-    @classmethod
-    def _from_kubeconfig(cls) -> KubeAPI:
+    def _from_client_config(cls, sa_dir: Path) -> KubeAPI:
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        auth = configuration.api_key.get("authorization", "")
-        token = auth.removeprefix("Bearer ").strip() or None
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and (sa_dir / "token").exists():
+            loader = config.incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                token_filename=str(sa_dir / "token"), cert_filename=str(sa_dir / "ca.crt")
+            )
+            loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+        else:
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return cls.from_configuration(configuration)
+
+    @classmethod
+    def from_configuration(cls, configuration: Any) -> KubeAPI:
+        """Server, TLS and credentials of a loaded kubernetes-client ``Configuration``."""
         cert = (
             (configuration.cert_file, configuration.key_file)
             if configuration.cert_file and configuration.key_file
@@ -91,7 +98,7 @@ class KubeAPI:
         )
         return cls(
             configuration.host,
-            token=token,
+            configuration=configuration,
             ca_file=configuration.ssl_ca_cert,
             client_cert=cert,
             verify=bool(configuration.verify_ssl),
@@ -112,11 +119,28 @@ class KubeAPI:
             context.load_cert_chain(*self._client_cert)
         return context
 
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self._ssl())
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
     async def _headers(self) -> dict[str, str]:
-        if self._token_file is not None and time.monotonic() - self._token_read > 60:
-            self._token = (await asyncio.to_thread(self._token_file.read_text)).strip()
-            self._token_read = time.monotonic()
+        if self._configuration is not None:
+            now = time.monotonic()
+            if self._auth_at is None or now - self._auth_at >= AUTH_REFRESH:
+                # Runs the client's refresh hook (off the loop: an exec plugin is a process):
+                # an expiring exec-plugin token is fetched anew, a rotated SA token re-read.
+                self._auth = await asyncio.to_thread(self._authorization, self._configuration)
+                self._auth_at = now
+            return {"Authorization": self._auth} if self._auth else {}
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    @staticmethod
+    def _authorization(configuration: Any) -> str | None:
+        settings = configuration.auth_settings().get("BearerToken") or {}
+        value = settings.get("value")
+        return str(value) if value else None
 
     async def request(
         self,
@@ -127,16 +151,14 @@ class KubeAPI:
         content_type: str = "application/json",
     ) -> dict[str, Any] | None:
         """The decoded JSON answer; None for 404; :class:`KubeAPIError` for other failures."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._ssl())
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        session = self._open()
         headers = await self._headers()
         if self.user_agent:
             headers["User-Agent"] = self.user_agent
         if body is not None:
             headers["Content-Type"] = content_type
         try:
-            async with self._session.request(
+            async with session.request(
                 method, self.server + path, json=body, headers=headers
             ) as response:
                 if response.status == 404:
@@ -155,26 +177,31 @@ class KubeAPI:
     async def server_version(self) -> dict[str, Any]:
         return await self.get("/version") or {}
 
-    async def watch_events(self, path: str, *, silence: float) -> AsyncIterator[dict[str, Any]]:
-        """The events of a watch (``path`` carries ``watch=true``), one JSON object per line,
-        until the server ends the stream; ``silence`` bounds the wait for the next line.
-        :class:`KubeAPIError` when it cannot be opened or breaks."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._ssl())
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        limits = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._timeout.total, sock_read=silence
-        )
+    async def watch(self, path: str, *, idle_timeout: float) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch (``path`` carries ``watch=true``), one JSON object per line.
+
+        Ends when the server closes the stream (its ``timeoutSeconds``); :class:`KubeAPIError`
+        for a refused request (410 Gone included) or a stream silent for ``idle_timeout``.
+        """
+        session = self._open()
+        headers = await self._headers()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=idle_timeout)
         try:
-            async with self._session.get(
-                self.server + path, headers=await self._headers(), timeout=limits
+            async with session.get(
+                self.server + path, headers=headers, timeout=timeout
             ) as response:
                 if response.status >= 300:
-                    raise KubeAPIError(response.status, response.reason or "watch refused")
-                async for line in response.content:
-                    if line.strip():
-                        event = json.loads(line)
-                        if isinstance(event, dict):
-                            yield event
+                    data: Any = await response.json(content_type=None)
+                    message = data.get("message") if isinstance(data, Mapping) else None
+                    raise KubeAPIError(response.status, str(message or response.reason))
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            event = json.loads(line)
+                            if isinstance(event, dict):
+                                yield event
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise KubeAPIError(0, f"watch {path}: {exc or type(exc).__name__}") from exc

@@ -142,8 +142,8 @@ class NodeKubelets:
         query = {"watch": "true", "timeoutSeconds": str(WATCH_SECONDS)}
         if version:
             query["resourceVersion"] = version
-        async for event in api.watch_events(
-            f"{NODES_PATH}?{urlencode(query)}", silence=WATCH_SECONDS + 30
+        async for event in api.watch(
+            f"{NODES_PATH}?{urlencode(query)}", idle_timeout=WATCH_SECONDS + 30
         ):
             kind, node = event.get("type"), event.get("object")
             if kind == "ERROR" or not isinstance(node, Mapping):

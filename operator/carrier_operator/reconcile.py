@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from . import admission
-from .binding import BINDING_LABEL, GROUP, PLURAL, VERSION
+from .binding import GROUP, PLURAL, VERSION
 from .book import Book
 from .checker import Checker
 from .config import OperatorSettings
@@ -27,7 +27,6 @@ from .queues import QueueReader
 logger = logging.getLogger(__name__)
 
 BINDINGS_INDEX = admission.INDEX  # the injector's index of binding specs and statuses
-PODS_INDEX = "carrier_bound_pods"
 
 
 @dataclass
@@ -48,30 +47,6 @@ class Runtime:
             await self.leadership.stop()  # releases the Lease for a fast hand-over
         await self.reader.close()
         await self.api.close()
-
-
-# --- indices -----------------------------------------------------------------------------------
-@kopf.index("pods", labels={BINDING_LABEL: kopf.PRESENT}, id=PODS_INDEX)
-def index_pod(
-    namespace: str | None,
-    name: str,
-    labels: Mapping[str, str],
-    status: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    memo: Any,
-    **_: Any,
-) -> dict[tuple[str, str], str] | None:
-    """Live pods that opted into a binding (by label), keyed by (namespace, binding).
-
-    It also nudges the checker to recount now (deletions, which kopf drops from the index
-    without a call, are caught by the checker's periodic recount)."""
-    key = (str(namespace), labels[BINDING_LABEL])
-    carrier = getattr(memo, "carrier", None)
-    if isinstance(carrier, Runtime):
-        carrier.checker.touch(key, queue=False)
-    if status.get("phase") in {"Succeeded", "Failed"} or meta.get("deletionTimestamp"):
-        return None
-    return {key: name}
 
 
 # --- the bindings themselves ------------------------------------------------------------------

@@ -378,12 +378,12 @@ async def running_injector(
 
         @kopf.on.login(registry=registry)
         def _login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=kube.url, scheme="Bearer", token="kmock-token")
+            return kopf.ConnectionInfo(server=kube.url, scheme="Bearer", token=kube.operator_token)
 
         settings = kopf.OperatorSettings()
         settings.posting.enabled = False
         settings.networking.connect_timeout = 5
-        api = KubeAPI(kube.url)
+        api = KubeAPI(kube.url, token=kube.operator_token)
         server = admission.configure(settings, config, api=api, addr="127.0.0.1")
         operator = OperatorThread(registry, settings, api.close)
         operator.start()

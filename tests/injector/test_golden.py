@@ -23,6 +23,7 @@ from tests.injector.harness import READY
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.yaml") if not p.name.endswith(".patch.yaml"))
 UPDATE = os.environ.get("CARRIER_UPDATE_GOLDEN") == "1"
+GOLDEN_TOKEN = "golden-drain-token-0123456789abcdef"
 
 
 def _answer(case: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +31,10 @@ def _answer(case: dict[str, Any]) -> dict[str, Any]:
     namespace = pod["metadata"]["namespace"]
     binding = Binding("orders", namespace, case["binding"], READY)
     config = OperatorSettings(**case.get("config", {}))
-    plan = plan_injection(pod, binding, config, native=bool(case["native"]))
+    # The drain token is random per pod at admission; a fixed one keeps the answer comparable.
+    plan = plan_injection(
+        pod, binding, config, native=bool(case["native"]), drain_token=GOLDEN_TOKEN
+    )
     return {"patch": plan.patch, "warnings": list(plan.warnings)}
 
 

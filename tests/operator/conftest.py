@@ -25,7 +25,10 @@ def operator_config() -> OperatorSettings:
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(namespaces=("default", NAMESPACE)) as api:
+    # The chart with rollout on: these tests exercise rolloutOnChange (operator default: on).
+    async with fake_kube(
+        namespaces=("default", NAMESPACE), chart_values={"rollout": {"enabled": True}}
+    ) as api:
         yield api
 
 

@@ -12,6 +12,7 @@ import pytest
 from carrier_operator.kubeapi import KubeAPI
 from carrier_operator.leader import LeaderElector, NotLeader, fence
 from tests.support.kube import LEASES, FakeKube, fake_kube
+from tests.support.operators import LEASE_NAME
 
 NAMESPACE = "carrier-system"
 
@@ -26,7 +27,9 @@ class Clock:
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(namespaces=("default", NAMESPACE)) as api:
+    async with fake_kube(
+        namespaces=("default", NAMESPACE), chart_values={"replicaCount": 2}
+    ) as api:
         yield api
 
 
@@ -43,7 +46,7 @@ def _elector(api: KubeAPI, identity: str, clock: Callable[[], float]) -> LeaderE
     return LeaderElector(
         api,
         namespace=NAMESPACE,
-        name="carrier-operator",
+        name=LEASE_NAME,
         identity=identity,
         lease_duration=15,
         renew_deadline=10,
@@ -53,7 +56,7 @@ def _elector(api: KubeAPI, identity: str, clock: Callable[[], float]) -> LeaderE
 
 
 def _holder(kube: FakeKube) -> str | None:
-    spec = (kube.get(LEASES, NAMESPACE, "carrier-operator") or {}).get("spec") or {}
+    spec = (kube.get(LEASES, NAMESPACE, LEASE_NAME) or {}).get("spec") or {}
     holder = spec.get("holderIdentity")
     return str(holder) if holder else None
 
@@ -81,7 +84,7 @@ async def test_a_lease_is_taken_only_after_it_expires_on_the_candidates_clock(
         fence(a)
     clock_b.now += 0.2
     assert await b.try_acquire_or_renew(), "15 s after the last change b saw"
-    lease = (kube.get(LEASES, NAMESPACE, "carrier-operator") or {})["spec"]
+    lease = (kube.get(LEASES, NAMESPACE, LEASE_NAME) or {})["spec"]
     assert (lease["holderIdentity"], lease["leaseTransitions"]) == ("b", 1)
     assert not await a.try_acquire_or_renew(), "a finds b holding it"
     assert (a.is_leader(), b.is_leader()) == (False, True)

@@ -36,7 +36,9 @@ NO_CREDENTIALS: dict[str, str | None] = {
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(namespaces=("default", NAMESPACE, RELEASE_NAMESPACE)) as api:
+    async with fake_kube(
+        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
+    ) as api:
         yield api
 
 

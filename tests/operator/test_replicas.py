@@ -34,7 +34,10 @@ FOLLOWER_WRITES = ("/leases", "/secrets", "webhookconfigurations")
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(namespaces=("default", NAMESPACE, RELEASE_NAMESPACE)) as api:
+    async with fake_kube(
+        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE),
+        chart_values={"replicaCount": 2, "rollout": {"enabled": True}},
+    ) as api:
         yield api
 
 

@@ -37,11 +37,13 @@ import aiohttp
 import kmock
 
 from carrier_operator.config import MUTATE_PODS_ID, OperatorSettings
+from tests.chart import helm
 from tests.support.kube import LEASES, SECRETS, FakeKube
 from tests.support.servers import AWS_TEST_ENV, eventually, free_port
 
 SCRIPT = str(Path(sys.executable).parent / "carrier-operator")
 RELEASE_NAMESPACE = "carrier-system"
+LEASE_NAME = helm.RELEASE  # the chart's fullname for the release the fake API renders
 WRITES = {"POST", "PATCH", "PUT", "DELETE"}
 TEST_CLIENT = "kmock/"  # the User-Agent of FakeKube's own requests (the test arranging things)
 
@@ -214,6 +216,8 @@ def replica_env(kube: FakeKube, index: int, liveness: int, webhook: int) -> dict
         "CARRIER_OPERATOR_LOG_FORMAT": "json",
         "CARRIER_OPERATOR_LOG_LEVEL": "info",
         "CARRIER_OPERATOR_LEADER_ELECTION": "true",
+        # The chart names the Lease after the release, and its RBAC grants only that name.
+        "CARRIER_OPERATOR_LEASE_NAME": LEASE_NAME,
         "CARRIER_OPERATOR_LIVENESS_PORT": str(liveness),
         "CARRIER_OPERATOR_WEBHOOK_PORT": str(webhook),
         "CARRIER_OPERATOR_SERVICE_NAMESPACE": RELEASE_NAMESPACE,
@@ -232,7 +236,7 @@ async def operators(
     """Start ``count`` replicas (they need ``carrier-system`` among the fake's namespaces);
     SIGTERM them at exit and fail if one does not stop in time. ``env`` overrides all (a None
     value removes the variable)."""
-    config = OperatorSettings(service_namespace=RELEASE_NAMESPACE)
+    config = OperatorSettings(service_namespace=RELEASE_NAMESPACE, lease_name=LEASE_NAME)
     fleet = Fleet(kube=kube, config=config)
     folder = Path(tempfile.mkdtemp(prefix="carrier-operators-"))
     try:

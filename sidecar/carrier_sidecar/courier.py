@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .acknowledger import Acknowledger
-from .backoff import failure_visibility
+from .backoff import failure_visibility, retry_after_visibility
 from .fifo import GroupSequencer
 from .heartbeat import Heartbeat
 from .meter import Meter
@@ -147,13 +147,17 @@ class Courier:
         # only undo it, so the lease ends here.
         self._heartbeat.untrack(held.handle)
         if isinstance(outcome, RetryAt):
-            delay = min(outcome.delay, _left_in_12h(held))
+            count = _receive_count(held.message)
+            wanted = retry_after_visibility(self._settings, outcome.delay, count)
+            delay = min(wanted, _left_in_12h(held))
             self._ack.change_visibility(held.handle, delay, "retry_after", held.message_id)
             log.info(
                 "webhook asked to retry later",
                 extra={
                     "message_id": held.message_id,
                     "status": outcome.status,
+                    "retry_after": outcome.delay,
+                    "receive_count": count,
                     "retry_in": delay,
                 },
             )

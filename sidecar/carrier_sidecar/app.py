@@ -1,6 +1,6 @@
 """Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
 
-Shutdown, whatever the cause (SIGTERM/SIGINT, the webhook going offline, ``stop`` set by a
+Shutdown, whatever the cause (SIGTERM/SIGINT/SIGHUP/SIGQUIT, the webhook going offline, ``stop`` set by a
 caller) is one sequence in :func:`run`: stop receiving (long polls cancelled) → release held
 messages not yet POSTed → wait for deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` →
 release those still running → flush acknowledgements → close clients → exit code.
@@ -36,6 +36,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_WEBHOOK_OFFLINE = 3
 LIVENESS_MARGIN = 30.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 async def run(
@@ -186,9 +187,14 @@ async def _until_stopped(work: Any, stop: asyncio.Event) -> bool:
 
 
 class _SignalHandlers:
-    """First SIGTERM/SIGINT: graceful stop. Second: exit at once (code 128 + signal number)."""
+    """First SIGTERM/SIGINT/SIGHUP/SIGQUIT: graceful stop. Second: exit at once (128 + number).
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGHUP (a closed terminal, ``kill -HUP`` out of habit) and SIGQUIT (``kill -QUIT``, a
+    container runtime's STOPSIGNAL) would otherwise kill the process silently, leaving the
+    message in delivery invisible until its visibility ends.
+    """
+
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         self._loop = loop

@@ -18,6 +18,7 @@ from typing import Any
 
 from .acknowledger import Acknowledger
 from .courier import Courier
+from .failurelog import FailureLog
 from .footprint import settle
 from .health import WebhookHealthGate, WebhookOffline
 from .heartbeat import Heartbeat
@@ -100,8 +101,12 @@ async def run(
 
         ack = Acknowledger(port, metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
-        courier = Courier(settings, Transmitter(settings, session), ack, heartbeat, metrics)
+        failures = FailureLog()
+        courier = Courier(
+            settings, Transmitter(settings, session), ack, heartbeat, metrics, failures
+        )
         background.append(asyncio.ensure_future(ack.run()))
+        background.append(asyncio.ensure_future(failures.run()))
         background.append(asyncio.ensure_future(heartbeat.run()))
         if settings.enable_stat_log:
             from .statlog import run_stat_log

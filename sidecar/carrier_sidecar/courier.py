@@ -18,6 +18,7 @@ from typing import Any
 
 from .acknowledger import Acknowledger
 from .backoff import failure_visibility, retry_after_visibility
+from .failurelog import FailureLog
 from .fifo import GroupSequencer
 from .heartbeat import Heartbeat
 from .meter import Meter
@@ -50,8 +51,10 @@ class Courier:
         ack: Acknowledger,
         heartbeat: Heartbeat,
         meter: Meter,
+        failures: FailureLog | None = None,
     ) -> None:
         self._settings = settings
+        self._failures = failures or FailureLog()
         self._transmitter = transmitter
         self._ack = ack
         self._heartbeat = heartbeat
@@ -151,9 +154,10 @@ class Courier:
             wanted = retry_after_visibility(self._settings, outcome.delay, count)
             delay = min(wanted, _left_in_12h(held))
             self._ack.change_visibility(held.handle, delay, "retry_after", held.message_id)
-            log.info(
+            self._failures.failed(
                 "webhook asked to retry later",
-                extra={
+                f"HTTP {outcome.status} with Retry-After",
+                {
                     "message_id": held.message_id,
                     "status": outcome.status,
                     "retry_after": outcome.delay,
@@ -166,9 +170,10 @@ class Courier:
             visibility = failure_visibility(self._settings, count)
             if visibility is not None:
                 visibility = min(visibility, _left_in_12h(held))
-            log.warning(
+            self._failures.failed(
                 "delivery failed",
-                extra={
+                outcome.reason,
+                {
                     "message_id": held.message_id,
                     "status": outcome.status,
                     "reason": outcome.reason,

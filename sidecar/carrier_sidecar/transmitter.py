@@ -19,17 +19,29 @@ from yarl import URL
 from . import __version__
 from .headers import build_headers
 from .outcome import Failed, Outcome, classify
-from .settings import Settings
+from .settings import ConfigError, Settings, env_name
 
 USER_AGENT = f"carrier-sidecar/{__version__}"
 BODY_BUDGET_BYTES = 64 * 1024
 BODY_BUDGET_SECONDS = 1.0
 
 
-def tls_context(skip_verify: bool) -> ssl.SSLContext:
-    """TLS 1.2 or newer (the Go Carrier demanded 1.3, which many in-cluster servers lack)."""
+def tls_context(skip_verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2 or newer (the Go Carrier demanded 1.3, which many in-cluster servers lack).
+
+    ``ca_file`` (``CARRIER_WEBHOOK_CA_FILE``) is trusted in addition to the system's CAs; one
+    that cannot be read is a configuration error naming the variable and the path.
+    """
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ConfigError(
+                f"{env_name('webhook_ca_file')}: cannot load CA certificates from {ca_file!r}: {reason}"
+            ) from None
     if skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -44,7 +56,11 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
     )
     connector = aiohttp.TCPConnector(
         limit=settings.in_flight_limit + 2,
-        ssl=tls_context(settings.webhook_tls_insecure_skip_verify) if uses_tls else True,
+        ssl=(
+            tls_context(settings.webhook_tls_insecure_skip_verify, settings.webhook_ca_file)
+            if uses_tls
+            else True
+        ),
         keepalive_timeout=30,
     )
     return aiohttp.ClientSession(

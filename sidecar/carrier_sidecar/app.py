@@ -63,7 +63,7 @@ async def run(
     state = {"draining": False}
 
     def ready() -> bool:
-        return port.resolved and gate.online and not state["draining"]
+        return port.resolved and port.health.healthy and gate.online and not state["draining"]
 
     probe = None
     bind = settings.http_bind

@@ -28,6 +28,7 @@ from .aws import (
 )
 from .meter import Meter
 from .settings import ConfigError, Settings, env_name
+from .sqshealth import SqsHealth
 
 log = logging.getLogger("carrier.sqs")
 
@@ -65,6 +66,7 @@ class SqsPort:
         self.queue_url: str | None = settings.sqs_queue_url
         self.visibility_timeout: float = 30.0
         self.resolved = False
+        self.health = SqsHealth(settings.queue_label)
 
     async def open(self) -> None:
         from aiobotocore.config import AioConfig  # lazy: keep `--help` and errors light
@@ -111,10 +113,12 @@ class SqsPort:
             result = await method(**params)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self._meter.sqs_request(action, "error")
+            self._meter.sqs_error(self.health.failed(action, exc))
             raise
         self._meter.sqs_request(action, "ok")
+        self.health.succeeded()
         return result
 
     # --- start-up ---------------------------------------------------------------------------

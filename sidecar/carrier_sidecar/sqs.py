@@ -14,11 +14,12 @@ from contextlib import AsyncExitStack
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, credentials
 from .aws import (
     ACCESS_DENIED_CODES,
     BAD_CREDENTIALS_CODES,
     MISSING_QUEUE_CODES,
+    credential_failure,
     error_code,
     error_message,
     is_aws_host,
@@ -62,6 +63,8 @@ class SqsPort:
         self._meter = meter
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._session: Any = None
+        self._region: str | None = None
         self.endpoint = endpoint_for(settings)
         self.queue_url: str | None = settings.sqs_queue_url
         self.visibility_timeout: float = 30.0
@@ -76,6 +79,9 @@ class SqsPort:
 
         session = get_session()
         install_lean_resolver(session)
+        # Merged into the STS/SSO clients of the credential providers: bounded, one attempt.
+        session.set_default_client_config(credentials.provider_client_config())
+        self._session = session
         s = self._settings
         region = (
             s.sqs_region
@@ -84,6 +90,7 @@ class SqsPort:
             or region_from_url(self.endpoint)
             or ("us-east-1" if self.endpoint else None)
         )
+        self._region = region
         if region is None:
             raise ConfigError(
                 f"{env_name('sqs_region')}: no AWS region found; set it (or AWS_REGION), "
@@ -134,7 +141,7 @@ class SqsPort:
                 raise
             except Exception as exc:
                 if attempt == STARTUP_ATTEMPTS or not _transient(exc):
-                    raise ConfigError(self._describe_startup_error(exc)) from None
+                    raise ConfigError(await self._describe_startup_failure(exc)) from None
                 log.warning(
                     "SQS not reachable yet, retrying",
                     extra={"error": short_error(exc), "attempt": attempt},
@@ -157,6 +164,12 @@ class SqsPort:
             if s.sqs_visibility_timeout is not None
             else queue_visibility
         )
+
+    async def _describe_startup_failure(self, exc: BaseException) -> str:
+        if credential_failure(exc):
+            endpoint = await credentials.sts_endpoint(self._session, self._region)
+            return credentials.describe(exc, endpoint)
+        return self._describe_startup_error(exc)
 
     def _describe_startup_error(self, exc: BaseException) -> str:
         s = self._settings
@@ -223,6 +236,8 @@ def _failures(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 def _transient(exc: BaseException) -> bool:
+    if credential_failure(exc):
+        return credentials.worth_retrying(exc)
     code = error_code(exc)
     if code is None:
         return type(exc).__name__ not in {"NoCredentialsError", "PartialCredentialsError"}

@@ -101,6 +101,7 @@ async def run(
 
         ack = Acknowledger(port, metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
+        ack.lease_end = heartbeat.lease_end
         failures = FailureLog()
         courier = Courier(
             settings, Transmitter(settings, session), ack, heartbeat, metrics, failures

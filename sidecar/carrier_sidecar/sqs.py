@@ -42,6 +42,7 @@ SYSTEM_ATTRIBUTES = [
 ]
 MAX_BATCH = 10
 STARTUP_ATTEMPTS = 4
+STS_STARTUP_ATTEMPTS = 2
 
 
 def endpoint_for(settings: Settings) -> str | None:
@@ -140,7 +141,9 @@ class SqsPort:
             except ConfigError:
                 raise
             except Exception as exc:
-                if attempt == STARTUP_ATTEMPTS or not _transient(exc):
+                # STS gets fewer tries: each may wait out a 3 s read timeout (a hung endpoint).
+                limit = STS_STARTUP_ATTEMPTS if credential_failure(exc) else STARTUP_ATTEMPTS
+                if attempt >= limit or not _transient(exc):
                     raise ConfigError(await self._describe_startup_failure(exc)) from None
                 log.warning(
                     "SQS not reachable yet, retrying",

@@ -146,7 +146,29 @@ async def test_irsa_credentials_come_from_the_configured_sts_endpoint(
     assert "AssumeRoleWithWebIdentity" in sts.actions, "STS was called at AWS_ENDPOINT_URL_STS"
 
 
-@pytest.mark.parametrize("case", ["missing-token-file", "sts-refuses", "sts-unreachable"])
+@contextlib.asynccontextmanager
+async def blackhole() -> AsyncIterator[str]:
+    """Accepts connections and never answers (bounded): a firewalled or hung STS."""
+    gone = asyncio.Event()
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gone.wait(), 60)
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        gone.set()
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+
+@pytest.mark.parametrize(
+    "case", ["missing-token-file", "sts-refuses", "sts-unreachable", "sts-blackholed"]
+)
 async def test_irsa_start_up_failures_name_their_real_cause(
     moto: MotoServer,
     webhook: WebhookRecorder,
@@ -158,9 +180,9 @@ async def test_irsa_start_up_failures_name_their_real_cause(
     token = tmp_path / "token"
     if case != "missing-token-file":
         token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl")
-    closed = f"http://127.0.0.1:{free_port()}"
-    async with sts_stand_in(moto, refuse=case == "sts-refuses") as sts:
-        sts_url = closed if case == "sts-unreachable" else sts.url
+    async with sts_stand_in(moto, refuse=case == "sts-refuses") as sts, blackhole() as hung:
+        closed = hung if case == "sts-blackholed" else f"http://127.0.0.1:{free_port()}"
+        sts_url = sts.url if case in {"missing-token-file", "sts-refuses"} else closed
         env = irsa_env(env_for(moto, queue_name, webhook.url), token, sts_url)
         started = time.monotonic()
         sidecar = await start(sidecar_command, env)

@@ -77,9 +77,9 @@ async def test_an_always_500_webhook_logs_a_bounded_summary(
     summaries = [e for e in warnings if e["msg"] == "delivery failures in the last window"]
     posts = len(webhook.received)
     print(f"{posts} failed POSTs, {len(warnings)} warnings, summaries {summaries}")
-    assert posts >= 200, "every message failed at least once"
+    assert posts >= 50, "enough failures for a per-attempt log to show"
     assert sum(s["failures"] for s in summaries) == posts, "the summaries count every failure"
     assert all(set(s["by_reason"]) == {"HTTP 500"} for s in summaries)
     # One first-failure line per window plus its summary (the last window may be cut short).
-    assert len(warnings) <= 2 * len(summaries)
+    assert len(warnings) <= 2 * len(summaries) < posts // 10
     assert len(summaries) <= 3

@@ -1,6 +1,6 @@
 """``carrier-sidecar`` / ``python -m carrier_sidecar``: settings → run → exit code (2 = bad config).
 
-SIGTERM/SIGINT are caught from the first line of ``main`` (before the heavy imports), so a pod
+SIGTERM/SIGINT/SIGHUP/SIGQUIT are caught from the first line of ``main`` (before the heavy imports), so a pod
 stopped while it starts still exits 0 instead of dying by the signal.
 """
 
@@ -26,7 +26,7 @@ Configured only through the environment (the Go Carrier's CARRIER_* variables):
 
 {variables}
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 unexpected error, 2 bad configuration,
+Exit codes: 0 stopped by SIGTERM/SIGINT/SIGHUP/SIGQUIT, 1 unexpected error, 2 bad configuration,
 3 webhook health check offline, 128+N a second signal N (immediate exit).
 """
 
@@ -38,7 +38,7 @@ def _remember(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, _remember)
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in {"-V", "--version"}:
@@ -65,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in unknown_variables(os.environ):
         log.warning("unknown variable ignored (a typo?)", extra={"variable": name})
     if _early_signals:
-        log.info("signal received while starting: exiting", extra={"signal": _early_signals[0]})
+        log.info(
+            "signal received while starting: exiting",
+            extra={"signal": signal.Signals(_early_signals[0]).name},
+        )
         return 0
     try:
         return _run_loop(settings)

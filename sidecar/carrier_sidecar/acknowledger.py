@@ -12,6 +12,11 @@ visibility run out and the message be handed out again after its 2xx. Heartbeat 
 therefore sent even while a delete of the same message is pending; one that loses the race to
 the delete fails as "receipt handle invalid", which is expected and logged at debug level.
 
+A delete that keeps failing (a credential outage: an expired token, STS unreachable) is retried
+past :data:`MAX_ATTEMPTS` for as long as the message's visibility lasts (``lease_end``, the
+heartbeat's plan): a delete given up early means the message is delivered again once the
+visibility ends, and credential blips often outlast ten seconds.
+
 Visibility changes of one message are sent one at a time, in the order asked: a newer change
 waits while an older one is in flight, and replaces an older one still waiting or being retried.
 Otherwise a heartbeat extension still in flight could land after the release (visibility 0) or
@@ -21,15 +26,17 @@ backoff that followed it, and leave the message invisible, e.g. after the sideca
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
+import time
 from asyncio import FIRST_COMPLETED
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from .aws import error_code, is_transient_code
+from .aws import error_class, error_code
 from .meter import Meter, VisibilityReason
 from .sqs import MAX_BATCH, SqsPort
 
@@ -77,6 +84,8 @@ class Acknowledger:
         self._changing: set[str] = set()  # handles with a visibility change in flight
         self._wake = asyncio.Event()
         self._calls: set[asyncio.Task[None]] = set()
+        self.lease_end: Callable[[str], float | None] = _no_lease
+        """When a held message's visibility ends (the heartbeat's): deletes retry until then."""
 
     # --- what the flow asks for --------------------------------------------------------------
     def delete(self, handle: str, message_id: str, then: Callable[[], None] | None = None) -> None:
@@ -196,7 +205,7 @@ class Acknowledger:
     async def _delete_with_retries(self, batch: list[_Delete]) -> set[_Delete]:
         """Returns the entries handed to single-entry retries: they settle there."""
         pending = batch
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in itertools.count(1):
             try:
                 failures = await self._port.delete_batch([e.handle for e in pending])
             except Exception as exc:
@@ -220,16 +229,28 @@ class Acknowledger:
                     else:
                         _log_gone("delete", entry.message_id, failure)
             pending = retry
+            pause = _pause(attempt)
+            if attempt >= MAX_ATTEMPTS:
+                pending = self._still_visible(pending, pause, attempt)
             if not pending:
                 return set()
-            if attempt < MAX_ATTEMPTS:
-                await asyncio.sleep(_pause(attempt))
+            await asyncio.sleep(pause)
+        return set()  # unreachable: the loop ends when nothing is pending
+
+    def _still_visible(self, pending: list[_Delete], pause: float, attempt: int) -> list[_Delete]:
+        """The entries whose visibility outlasts the next pause; the others are given up."""
+        now = time.monotonic()  # the heartbeat's clock
+        keep = []
         for entry in pending:
-            log.error(
-                "could not delete a delivered message; it will be delivered again",
-                extra={"message_id": entry.message_id, "attempts": MAX_ATTEMPTS},
-            )
-        return set()
+            end = self.lease_end(entry.handle)
+            if end is not None and end - now > pause:
+                keep.append(entry)
+            else:
+                log.error(
+                    "could not delete a delivered message; it will be delivered again",
+                    extra={"message_id": entry.message_id, "attempts": attempt},
+                )
+        return keep
 
     def _remember_deleted(self, handle: str) -> None:
         self._deleted[handle] = None
@@ -316,9 +337,13 @@ def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Calla
 
 
 def _refused(exc: BaseException) -> bool:
-    """SQS refused the whole call (e.g. one entry's visibility past 12 h): retrying as is won't help."""
-    code = error_code(exc)
-    return code is not None and not is_transient_code(code)
+    """SQS refused the whole call (e.g. one entry's visibility past 12 h): retrying as is won't
+    help. Throttling, faults and credential trouble (expired, refused, not obtainable) pass."""
+    return error_code(exc) is not None and error_class(exc) not in {"transient", "credentials"}
+
+
+def _no_lease(_handle: str) -> float | None:
+    return None
 
 
 def _retryable(failure: dict[str, Any]) -> bool:

@@ -1,6 +1,6 @@
 """Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
 
-Shutdown, whatever the cause (SIGTERM/SIGINT, the webhook going offline, ``stop`` set by a
+Shutdown, whatever the cause (SIGTERM/SIGINT/SIGHUP/SIGQUIT, the webhook going offline, ``stop`` set by a
 caller, or ``GET /drain``) is one sequence in :func:`run`: stop receiving (receives already on
 the wire land, then the loops are cancelled) → release held messages not yet POSTed → wait for
 deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush
@@ -21,6 +21,7 @@ from .acknowledger import Acknowledger
 from .cloudevents import event_source
 from .courier import Courier
 from .drain import DRAIN_PATH, Drain, relay
+from .failurelog import FailureLog
 from .footprint import settle
 from .health import WebhookHealthGate, WebhookOffline
 from .heartbeat import Heartbeat
@@ -40,6 +41,7 @@ EXIT_CONFIG = 2
 EXIT_WEBHOOK_OFFLINE = 3
 LIVENESS_MARGIN = 30.0
 RECEIVE_LANDING = 1.0  # a busy queue answers within a round trip; an empty one is not waited for
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 async def run(
@@ -68,7 +70,13 @@ async def run(
     halt = asyncio.Event()
 
     def ready() -> bool:
-        return port.resolved and gate.online and not state["draining"] and not halt.is_set()
+        return (
+            port.resolved
+            and port.health.healthy
+            and gate.online
+            and not state["draining"]
+            and not halt.is_set()
+        )
 
     probe = None
     bind = settings.http_bind
@@ -110,8 +118,11 @@ async def run(
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
         source = event_source(port.queue_url, port.region, settings.queue_label)
         transmitter = Transmitter(settings, session, source=source)
-        courier = Courier(settings, transmitter, ack, heartbeat, metrics)
+        ack.lease_end = heartbeat.lease_end
+        failures = FailureLog()
+        courier = Courier(settings, transmitter, ack, heartbeat, metrics, failures)
         background.append(asyncio.ensure_future(ack.run()))
+        background.append(asyncio.ensure_future(failures.run()))
         background.append(asyncio.ensure_future(heartbeat.run()))
         if settings.enable_stat_log:
             from .statlog import run_stat_log
@@ -219,9 +230,14 @@ async def _until_stopped(work: Any, stop: asyncio.Event) -> bool:
 
 
 class _SignalHandlers:
-    """First SIGTERM/SIGINT: graceful stop. Second: exit at once (code 128 + signal number)."""
+    """First SIGTERM/SIGINT/SIGHUP/SIGQUIT: graceful stop. Second: exit at once (128 + number).
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGHUP (a closed terminal, ``kill -HUP`` out of habit) and SIGQUIT (``kill -QUIT``, a
+    container runtime's STOPSIGNAL) would otherwise kill the process silently, leaving the
+    message in delivery invisible until its visibility ends.
+    """
+
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         self._loop = loop

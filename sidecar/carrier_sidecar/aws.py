@@ -137,6 +137,63 @@ def classify_code(code: str | None) -> ErrorClass:
     return "other"
 
 
+# botocore's exceptions for credentials it could not get at all (no ClientError, no code).
+CREDENTIAL_EXCEPTIONS = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+        "InvalidConfigError",
+        "UnauthorizedSSOTokenError",
+        "TokenRetrievalError",
+    }
+)
+
+
+# botocore's network failures (not all of them are OSErrors).
+_NETWORK_EXCEPTIONS = frozenset({"EndpointConnectionError", "ConnectionError", "HTTPClientError"})
+
+
+def error_class(exc: BaseException) -> ErrorClass:
+    """:func:`classify_code` for any exception: a credential provider's failure (no token file,
+    STS refusing the token) is ``credentials`` too, though it carries no SQS error code."""
+    if credential_failure(exc):
+        return "credentials"
+    code = error_code(exc)
+    if code is None and (
+        isinstance(exc, OSError | TimeoutError)
+        or any(c.__name__ in _NETWORK_EXCEPTIONS for c in type(exc).__mro__)
+    ):
+        return "transient"
+    return classify_code(code)
+
+
+def credential_failure(exc: BaseException) -> bool:
+    """True when ``exc`` came out of getting credentials, not out of the call itself: a botocore
+    credential exception, or any error (a missing token file, STS unreachable or refusing the
+    token) raised inside botocore's credential providers."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in CREDENTIAL_EXCEPTIONS or _raised_in_credentials(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_in_credentials(exc: BaseException) -> bool:
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(_CREDENTIAL_MODULES):
+            return True
+        trace = trace.tb_next
+    return False
+
+
+_CREDENTIAL_MODULES = ("botocore/credentials.py", "aiobotocore/credentials.py")
+
+
 def short_error(exc: BaseException) -> str:
     """``Type: message`` on one line, at most 300 characters (for logs and conditions)."""
     text = " ".join(str(exc).split())

@@ -36,3 +36,18 @@ def failure_visibility(settings: Settings, receive_count: int) -> int | None:
     if settings.retry_backoff == "queue":
         return None
     return exponential_delay(receive_count, settings.retry_backoff_base, settings.retry_backoff_max)
+
+
+RETRY_AFTER_FLOOR = 1  # seconds: a rate limiter's "0" must not become a hot loop
+
+
+def retry_after_visibility(settings: Settings, retry_after: int, receive_count: int) -> int:
+    """The visibility after a 429/503 with ``Retry-After``: the larger of what the webhook asked
+    and the failure backoff for this receive count, and never under 1 s.
+
+    Rate limiters answer ``Retry-After: 0`` when their window resets within the second; obeyed
+    literally, that re-POSTs at once and burns receive counts until the message is dead-lettered
+    although nothing is wrong with it. A longer Retry-After still wins.
+    """
+    backoff = failure_visibility(settings, receive_count) or 0
+    return max(retry_after, backoff, RETRY_AFTER_FLOOR)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .acknowledger import Acknowledger
-from .backoff import failure_visibility
+from .backoff import failure_visibility, retry_after_visibility
+from .failurelog import FailureLog
 from .fifo import GroupSequencer
 from .heartbeat import Heartbeat
 from .meter import Meter
@@ -51,8 +52,10 @@ class Courier:
         ack: Acknowledger,
         heartbeat: Heartbeat,
         meter: Meter,
+        failures: FailureLog | None = None,
     ) -> None:
         self._settings = settings
+        self._failures = failures or FailureLog()
         self._transmitter = transmitter
         self._ack = ack
         self._heartbeat = heartbeat
@@ -153,13 +156,18 @@ class Courier:
         # only undo it, so the lease ends here.
         self._heartbeat.untrack(held.handle)
         if isinstance(outcome, RetryAt):
-            delay = min(outcome.delay, _left_in_12h(held))
+            count = _receive_count(held.message)
+            wanted = retry_after_visibility(self._settings, outcome.delay, count)
+            delay = min(wanted, _left_in_12h(held))
             self._ack.change_visibility(held.handle, delay, "retry_after", held.message_id)
-            log.info(
+            self._failures.failed(
                 "webhook asked to retry later",
-                extra={
+                f"HTTP {outcome.status} with Retry-After",
+                {
                     "message_id": held.message_id,
                     "status": outcome.status,
+                    "retry_after": outcome.delay,
+                    "receive_count": count,
                     "retry_in": delay,
                 },
             )
@@ -168,9 +176,10 @@ class Courier:
             visibility = failure_visibility(self._settings, count)
             if visibility is not None:
                 visibility = min(visibility, _left_in_12h(held))
-            log.warning(
+            self._failures.failed(
                 "delivery failed",
-                extra={
+                outcome.reason,
+                {
                     "message_id": held.message_id,
                     "status": outcome.status,
                     "reason": outcome.reason,

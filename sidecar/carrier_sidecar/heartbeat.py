@@ -49,6 +49,11 @@ class Heartbeat:
                 self._wake.set()
             self._leases[handle] = _Lease(message_id, received_at, received_at + self._visibility)
 
+    def lease_end(self, handle: str) -> float | None:
+        """When the message's visibility ends as planned (monotonic), None if not held."""
+        lease = self._leases.get(handle)
+        return None if lease is None else lease.expires_at
+
     def untrack(self, handle: str) -> None:
         self._leases.pop(handle, None)
 

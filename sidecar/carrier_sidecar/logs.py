@@ -79,8 +79,44 @@ class _Handler(logging.StreamHandler[TextIO]):
             super().flush()
 
 
+class LibraryErrorsOnce(logging.Filter):
+    """botocore's credential refresh logs a warning *with its traceback* on every call while it
+    fails (a missing web identity token, STS down): ~1.8 KB per SQS call. Library records become
+    one line (the exception as an ``error`` field, no traceback), and each distinct one is let
+    through once per :attr:`window` seconds. Our own records pass untouched."""
+
+    LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "asyncio")
+
+    def __init__(self, window: float = 300.0, remember: int = 256) -> None:
+        super().__init__()
+        self.window = window
+        self._remember = remember
+        self._seen: dict[tuple[str, str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.LIBRARIES):
+            return True
+        error = ""
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            record.error = error
+            record.exc_info = None
+            record.exc_text = None
+        key = (record.name, record.getMessage(), error)
+        now = time.monotonic()
+        last = self._seen.get(key)
+        if last is not None and now - last < self.window:
+            return False
+        if len(self._seen) >= self._remember:
+            self._seen.clear()
+        self._seen[key] = now
+        return True
+
+
 def configure(level: str = "info", colour: bool = False, stream: TextIO | None = None) -> None:
     handler = _Handler(stream or sys.stdout)
+    handler.addFilter(LibraryErrorsOnce())
     handler.setFormatter(ColourFormatter() if colour else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from .aws import ErrorClass
+
 DeliveryOutcome = Literal["success", "retry_after", "failure", "timeout"]
 VisibilityReason = Literal["retry_after", "backoff", "heartbeat", "release"]
+SqsErrorKind = ErrorClass  # the classes of carrier_sidecar.aws, one list
 
 
 class Meter(Protocol):
@@ -17,6 +20,7 @@ class Meter(Protocol):
     def sqs_request(self, action: str, outcome: Literal["ok", "error"]) -> None: ...
     def in_flight(self, delta: int) -> None: ...
     def unrouted_task(self) -> None: ...
+    def sqs_error(self, kind: SqsErrorKind) -> None: ...
 
 
 class NullMeter:
@@ -44,4 +48,7 @@ class NullMeter:
         pass
 
     def unrouted_task(self) -> None:
+        pass
+
+    def sqs_error(self, kind: SqsErrorKind) -> None:
         pass

@@ -22,13 +22,17 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from .aws import ErrorClass
+
 DeliveryOutcome = Literal["success", "retry_after", "failure", "timeout"]
 VisibilityReason = Literal["retry_after", "backoff", "heartbeat", "release"]
 SqsOutcome = Literal["ok", "error"]
+SqsErrorKind = ErrorClass  # the classes of carrier_sidecar.aws, one list
 
 DELIVERY_OUTCOMES: Final[tuple[DeliveryOutcome, ...]] = get_args(DeliveryOutcome)
 VISIBILITY_REASONS: Final[tuple[VisibilityReason, ...]] = get_args(VisibilityReason)
 SQS_OUTCOMES: Final[tuple[SqsOutcome, ...]] = get_args(SqsOutcome)
+SQS_ERROR_KINDS: Final[tuple[SqsErrorKind, ...]] = get_args(SqsErrorKind)
 # Bound up front so their series exist (at 0) from the first scrape; others bind on first use.
 SQS_ACTIONS: Final = (
     "GetQueueUrl",
@@ -110,6 +114,14 @@ class Metrics:
         for action in SQS_ACTIONS:
             for outcome in SQS_OUTCOMES:
                 self._sqs_child(action, outcome)
+        errors = Counter(
+            "carrier_sqs_errors",
+            "Failed SQS calls, by kind of error (missing, denied, credentials: retrying "
+            "alone will not fix them).",
+            ["kind"],
+            registry=reg,
+        )
+        self._sqs_errors = {k: errors.labels(k) for k in SQS_ERROR_KINDS}
         self._in_flight = Gauge(
             "carrier_in_flight_messages",
             "Webhook deliveries (POSTs) in progress.",
@@ -160,6 +172,9 @@ class Metrics:
 
     def unrouted_task(self) -> None:
         self._unrouted.inc()
+
+    def sqs_error(self, kind: SqsErrorKind) -> None:
+        self._sqs_errors[kind].inc()
 
     def _sqs_child(self, action: str, outcome: SqsOutcome) -> Counter:
         child = self._sqs_family.labels(action, outcome)

@@ -16,6 +16,7 @@ from typing import Literal
 from .settings import SQS_MAX_VISIBILITY
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+MAX_LOCATION = 200  # characters of a redirect's Location kept in the failure reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,12 @@ def classify(status: int, headers: Mapping[str, str], now: float) -> Outcome:
             if delay is not None:
                 return RetryAt(delay, status)
             return Failed(f"HTTP {status} with an unreadable Retry-After {value!r}", status)
+    if 300 <= status < 400:
+        # Redirects are not followed; where it pointed shows the usual mistakes at once
+        # (http→https, a missing trailing slash, a moved route).
+        location = headers.get("Location")
+        if location is not None:
+            return Failed(f"HTTP {status} redirect to {location[:MAX_LOCATION]!r}", status)
     return Failed(f"HTTP {status}", status)
 
 

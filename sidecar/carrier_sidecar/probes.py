@@ -5,6 +5,11 @@ request; its answers come from two callables owned by the app, which knows what 
 "ready" mean. It runs on aiohttp's low-level server (``aiohttp.web_server``) rather than
 ``aiohttp.web``: three fixed routes need no router, and ``aiohttp.web`` would load the application,
 routing and static-file machinery (~1 MB of resident memory) for nothing.
+
+The port is reachable from the pod network, so it must stay cheap under a flood: concurrent
+``/metrics`` requests share one rendering (each still gets a rendering made after it arrived),
+so 1 000 concurrent scrapes cost a few renders, not 1 000 that starve deliveries and push
+``/healthz`` past the kubelet's 1 s timeout; ``/healthz`` and ``/readyz`` read two flags.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ProbeServer:
         self._server: Server | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self.port = addr[1]
+        self._rendering: dict[str, asyncio.Future[bytes]] = {}  # content type → shared render
         self._routes: dict[str, Callable[[BaseRequest], Awaitable[Response]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -100,7 +106,19 @@ class ProbeServer:
     async def _serve_metrics(self, request: BaseRequest) -> Response:
         # Content negotiation as prometheus_client's own handler does it (text or OpenMetrics).
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        response = Response(body=encoder(self._metrics.registry))
+        shared = self._rendering.get(content_type)
+        if shared is None:
+            shared = asyncio.get_running_loop().create_future()
+            self._rendering[content_type] = shared
+            try:
+                await asyncio.sleep(0)  # let the requests already read join this rendering
+            finally:  # rendered even if this request was cancelled: the others wait for it
+                del self._rendering[content_type]
+                try:
+                    shared.set_result(encoder(self._metrics.registry))
+                except Exception as exc:
+                    shared.set_exception(exc)
+        response = Response(body=await asyncio.shield(shared))
         response.headers["Content-Type"] = content_type
         return response
 

@@ -208,6 +208,15 @@ class Settings(BaseSettings):
         json_schema_extra=_meta("webhook.tlsInsecureSkipVerify", go=True),
     )
 
+    webhook_ca_file: str | None = Field(
+        None,
+        description=(
+            "PEM file of CA certificates trusted for an https webhook (and health endpoint), "
+            "in addition to the system's: for a private CA."
+        ),
+        json_schema_extra=_meta("webhook.caFile"),
+    )
+
     # --- the webhook health gate -----------------------------------------------------------
     webhook_health_check_endpoint: str | None = Field(
         None,

@@ -14,11 +14,12 @@ from contextlib import AsyncExitStack
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, credentials
 from .aws import (
     ACCESS_DENIED_CODES,
     BAD_CREDENTIALS_CODES,
     MISSING_QUEUE_CODES,
+    credential_failure,
     error_code,
     error_message,
     is_aws_host,
@@ -28,6 +29,7 @@ from .aws import (
 )
 from .meter import Meter
 from .settings import ConfigError, Settings, env_name
+from .sqshealth import SqsHealth
 
 log = logging.getLogger("carrier.sqs")
 
@@ -40,6 +42,7 @@ SYSTEM_ATTRIBUTES = [
 ]
 MAX_BATCH = 10
 STARTUP_ATTEMPTS = 4
+STS_STARTUP_ATTEMPTS = 2
 
 
 def endpoint_for(settings: Settings) -> str | None:
@@ -61,11 +64,14 @@ class SqsPort:
         self._meter = meter
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._session: Any = None
+        self._region: str | None = None
         self.endpoint = endpoint_for(settings)
         self.queue_url: str | None = settings.sqs_queue_url
         self.visibility_timeout: float = 30.0
         self.region: str | None = None  # as resolved by open()
         self.resolved = False
+        self.health = SqsHealth(settings.queue_label)
 
     async def open(self) -> None:
         from aiobotocore.config import AioConfig  # lazy: keep `--help` and errors light
@@ -75,6 +81,9 @@ class SqsPort:
 
         session = get_session()
         install_lean_resolver(session)
+        # Merged into the STS/SSO clients of the credential providers: bounded, one attempt.
+        session.set_default_client_config(credentials.provider_client_config())
+        self._session = session
         s = self._settings
         region = (
             s.sqs_region
@@ -83,6 +92,7 @@ class SqsPort:
             or region_from_url(self.endpoint)
             or ("us-east-1" if self.endpoint else None)
         )
+        self._region = region
         if region is None:
             raise ConfigError(
                 f"{env_name('sqs_region')}: no AWS region found; set it (or AWS_REGION), "
@@ -113,10 +123,12 @@ class SqsPort:
             result = await method(**params)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self._meter.sqs_request(action, "error")
+            self._meter.sqs_error(self.health.failed(action, exc))
             raise
         self._meter.sqs_request(action, "ok")
+        self.health.succeeded()
         return result
 
     # --- start-up ---------------------------------------------------------------------------
@@ -131,8 +143,10 @@ class SqsPort:
             except ConfigError:
                 raise
             except Exception as exc:
-                if attempt == STARTUP_ATTEMPTS or not _transient(exc):
-                    raise ConfigError(self._describe_startup_error(exc)) from None
+                # STS gets fewer tries: each may wait out a 3 s read timeout (a hung endpoint).
+                limit = STS_STARTUP_ATTEMPTS if credential_failure(exc) else STARTUP_ATTEMPTS
+                if attempt >= limit or not _transient(exc):
+                    raise ConfigError(await self._describe_startup_failure(exc)) from None
                 log.warning(
                     "SQS not reachable yet, retrying",
                     extra={"error": short_error(exc), "attempt": attempt},
@@ -155,6 +169,12 @@ class SqsPort:
             if s.sqs_visibility_timeout is not None
             else queue_visibility
         )
+
+    async def _describe_startup_failure(self, exc: BaseException) -> str:
+        if credential_failure(exc):
+            endpoint = await credentials.sts_endpoint(self._session, self._region)
+            return credentials.describe(exc, endpoint)
+        return self._describe_startup_error(exc)
 
     def _describe_startup_error(self, exc: BaseException) -> str:
         s = self._settings
@@ -221,6 +241,8 @@ def _failures(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 def _transient(exc: BaseException) -> bool:
+    if credential_failure(exc):
+        return credentials.worth_retrying(exc)
     code = error_code(exc)
     if code is None:
         return type(exc).__name__ not in {"NoCredentialsError", "PartialCredentialsError"}

@@ -1,7 +1,14 @@
-"""One POST per message over one shared keep-alive connection pool."""
+"""One POST per message over one shared keep-alive connection pool.
+
+The outcome is decided on the status line: once a 2xx has arrived the worker has said yes,
+whatever its body then does (never ends, is cut short, is huge). The body is read only within
+a small budget (:data:`BODY_BUDGET_BYTES`, :data:`BODY_BUDGET_SECONDS`), for the connection's
+sake: a body read to its end lets the connection go back to the pool; any other is dropped.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from typing import Any
@@ -11,15 +18,29 @@ import aiohttp
 from . import __version__
 from .envelope import Envelope
 from .outcome import Failed, Outcome, classify
-from .settings import Settings
+from .settings import ConfigError, Settings, env_name
 
 USER_AGENT = f"carrier-sidecar/{__version__}"
+BODY_BUDGET_BYTES = 64 * 1024
+BODY_BUDGET_SECONDS = 1.0
 
 
-def tls_context(skip_verify: bool) -> ssl.SSLContext:
-    """TLS 1.2 or newer (the Go Carrier demanded 1.3, which many in-cluster servers lack)."""
+def tls_context(skip_verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2 or newer (the Go Carrier demanded 1.3, which many in-cluster servers lack).
+
+    ``ca_file`` (``CARRIER_WEBHOOK_CA_FILE``) is trusted in addition to the system's CAs; one
+    that cannot be read is a configuration error naming the variable and the path.
+    """
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ConfigError(
+                f"{env_name('webhook_ca_file')}: cannot load CA certificates from {ca_file!r}: {reason}"
+            ) from None
     if skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -34,7 +55,11 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
     )
     connector = aiohttp.TCPConnector(
         limit=settings.in_flight_limit + 2,
-        ssl=tls_context(settings.webhook_tls_insecure_skip_verify) if uses_tls else True,
+        ssl=(
+            tls_context(settings.webhook_tls_insecure_skip_verify, settings.webhook_ca_file)
+            if uses_tls
+            else True
+        ),
         keepalive_timeout=30,
     )
     return aiohttp.ClientSession(
@@ -69,10 +94,29 @@ class Transmitter:
                 timeout=self._timeout,
                 allow_redirects=False,  # a redirect is an answer, not a place to re-POST
             ) as response:
-                while await response.content.readany():  # drain (bounded memory) so the
-                    pass  # connection goes back to the pool
-                return classify(response.status, response.headers, time.time())
+                outcome = classify(response.status, response.headers, time.time())
+                await drain_body(response)
+                return outcome
         except TimeoutError:
             return Failed(self._timeout_text, timeout=True)
         except aiohttp.ClientError as exc:
             return Failed(f"{type(exc).__name__}: {exc}")
+
+
+async def drain_body(response: aiohttp.ClientResponse) -> int:
+    """Read what is left of the body within the budget; drop the connection if it did not end.
+
+    Never raises and never changes the outcome. Returns the bytes read (for tests and logs).
+    """
+    read = 0
+    try:
+        async with asyncio.timeout(BODY_BUDGET_SECONDS):
+            while read <= BODY_BUDGET_BYTES:
+                chunk = await response.content.readany()
+                if not chunk:
+                    return read  # the whole body: the connection may be reused
+                read += len(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        pass
+    response.close()  # endless, cut short or too big: not worth keeping this connection
+    return read

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carrier_sidecar.backoff import exponential_delay, failure_visibility
+from carrier_sidecar.backoff import exponential_delay, failure_visibility, retry_after_visibility
 from carrier_sidecar.settings import Settings
 
 
@@ -30,3 +30,36 @@ def test_exponential_is_the_default() -> None:
     settings = Settings.from_fields({"sqs_queue_name": "q"})
     assert settings.retry_backoff == "exponential"
     assert 2 <= (failure_visibility(settings, 3) or 0) <= 4
+
+
+def _settings(**fields: object) -> Settings:
+    return Settings.from_fields({"sqs_queue_name": "q", **fields})
+
+
+@pytest.mark.parametrize(
+    ("backoff", "retry_after", "receives", "low", "high"),
+    [
+        # Retry-After: 0 never means "at once": the backoff for the receive count, at least 1 s.
+        ("exponential", 0, 1, 1, 1),
+        ("exponential", 0, 3, 2, 4),
+        ("exponential", 0, 6, 16, 32),
+        # A longer Retry-After wins over the backoff.
+        ("exponential", 120, 3, 120, 120),
+        ("exponential", 3, 3, 3, 4),
+        # queue backoff: the webhook's number, never under 1 s.
+        ("queue", 0, 7, 1, 1),
+        ("queue", 5, 7, 5, 5),
+        # A backoff base of 0 still keeps the 1 s floor.
+        ("exponential-base-0", 0, 4, 1, 1),
+    ],
+)
+def test_retry_after_is_floored_by_the_backoff(
+    backoff: str, retry_after: int, receives: int, low: int, high: int
+) -> None:
+    fields: dict[str, object] = {"retry_backoff": backoff.split("-")[0]}
+    if backoff.endswith("base-0"):
+        fields["retry_backoff_base"] = 0
+    settings = _settings(**fields)
+    seen = {retry_after_visibility(settings, retry_after, receives) for _ in range(200)}
+    assert min(seen) >= low
+    assert max(seen) <= high

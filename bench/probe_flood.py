@@ -1,0 +1,197 @@
+"""``python -m bench.probe_flood``: delivery rate and ``/healthz`` latency under a probe flood.
+
+The probe port is reachable from the pod network, so anything there can send it 1 000 concurrent
+GETs. Targets (issue 13 §5): ``/healthz`` p99 under 100 ms and deliveries at >= 80 % of their
+rate during the flood. One moto_server, the bench webhook (own process) and the real
+``carrier-sidecar``; waves of ``--concurrency`` GETs (half ``/metrics``, half ``/healthz``),
+each on its own connection, for ``--seconds``, after a quiet window of the same length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiobotocore.session import get_session
+
+from tests.support.servers import AWS_TEST_ENV, MotoServer, free_port, wait_until
+
+from . import procs
+
+
+@dataclass
+class Flood:
+    """What one flood saw: every /healthz latency (s) and the statuses of every answer."""
+
+    healthz: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.healthz)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def wave(base: str, concurrency: int, flood: Flood, timeout: float = 10.0) -> None:
+    """``concurrency`` GETs at once, each on a fresh connection (half /metrics, half /healthz)."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+
+        async def one(path: str) -> None:
+            started = time.monotonic()
+            try:
+                async with session.get(base + path) as response:
+                    await response.read()
+                    key = str(response.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                key = type(exc).__name__
+            if path == "/healthz":
+                flood.healthz.append(time.monotonic() - started)
+            flood.statuses[key] = flood.statuses.get(key, 0) + 1
+
+        paths = ["/metrics" if i % 2 else "/healthz" for i in range(concurrency)]
+        await asyncio.gather(*(one(p) for p in paths))
+
+
+async def flood_for(base: str, seconds: float, concurrency: int) -> Flood:
+    flood = Flood()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await wave(base, concurrency, flood)
+    return flood
+
+
+async def probe_for(base: str, seconds: float, every: float = 0.05) -> Flood:
+    """A kubelet's view: one /healthz at a time, new connection each, 1 s timeout."""
+    flood = Flood()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await wave(base, 1, flood, timeout=1.0)
+        await asyncio.sleep(every)
+    return flood
+
+
+def _posts(webhook_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{webhook_port}/__stats", timeout=5) as r:
+        return int(json.load(r)["posts"])
+
+
+async def _keep_queue_full(sqs: Any, url: str, stop: asyncio.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        depth = await sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        if int(depth["Attributes"]["ApproximateNumberOfMessages"]) < 500:
+            for _ in range(20):
+                entries = [
+                    {"Id": str(i), "MessageBody": json.dumps({"id": n + i})} for i in range(10)
+                ]
+                await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                n += 10
+        else:
+            await asyncio.sleep(0.2)
+
+
+async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
+    os.environ.update(AWS_TEST_ENV)
+    moto = MotoServer()
+    moto.start()
+    webhook_port, probe_port = free_port(), free_port()
+    webhook = procs.spawn([sys.executable, "-m", "bench.webhook", str(webhook_port)])
+    sidecar_cmd = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
+    assert sidecar_cmd, "carrier-sidecar is not installed in this venv"
+    sidecar = None
+    try:
+        wait_until(lambda: _answers(webhook_port), 20, "the bench webhook")
+        async with get_session().create_client(
+            "sqs", region_name="us-east-1", endpoint_url=moto.endpoint
+        ) as sqs:
+            url = (await sqs.create_queue(QueueName="flood"))["QueueUrl"]
+            stop = asyncio.Event()
+            filler = asyncio.ensure_future(_keep_queue_full(sqs, url, stop))
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")},
+                **AWS_TEST_ENV,
+                "CARRIER_SQS_ENDPOINT": moto.endpoint,
+                "CARRIER_SQS_QUEUE_NAME": "flood",
+                "CARRIER_WEBHOOK_ENDPOINT": f"http://127.0.0.1:{webhook_port}/",
+                "CARRIER_SQS_BATCH_SIZE": "10",
+                "CARRIER_SQS_RECEIVER_WORKERS": "10",
+                "CARRIER_SQS_WAIT_TIME": "1s",
+                "CARRIER_HTTP_ADDR": f"127.0.0.1:{probe_port}",
+            }
+            sidecar = procs.spawn([sidecar_cmd], env=env)
+            base = f"http://127.0.0.1:{probe_port}"
+            await asyncio.to_thread(wait_until, lambda: _posts(webhook_port) > 0, 60, "deliveries")
+            quiet_start = _posts(webhook_port)
+            quiet = await probe_for(base, seconds)
+            quiet_rate = (_posts(webhook_port) - quiet_start) / seconds
+            flooder = procs.spawn(
+                [
+                    *(sys.executable, "-m", "bench.probe_flood", "--flood", base),
+                    *("--seconds", str(seconds), "--concurrency", str(concurrency)),
+                ]
+            )
+            loud_start = _posts(webhook_port)
+            loud = await probe_for(base, seconds)
+            loud_rate = (_posts(webhook_port) - loud_start) / seconds
+            procs.stop(flooder)
+            stop.set()
+            await filler
+    finally:
+        if sidecar is not None:
+            procs.stop(sidecar)
+        procs.stop(webhook)
+        moto.stop()
+    return {
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "quiet_deliveries_per_s": round(quiet_rate, 1),
+        "flood_deliveries_per_s": round(loud_rate, 1),
+        "rate_kept": round(loud_rate / quiet_rate, 3) if quiet_rate else None,
+        "quiet_healthz_p50_ms": round(quiet.p(0.5) * 1000, 2),
+        "quiet_healthz_p99_ms": round(quiet.p(0.99) * 1000, 2),
+        "flood_healthz_p50_ms": round(loud.p(0.5) * 1000, 2),
+        "flood_healthz_p99_ms": round(loud.p(0.99) * 1000, 2),
+        "flood_healthz_max_ms": round(max(loud.healthz, default=0) * 1000, 2),
+        "flood_healthz_mean_ms": round(statistics.fmean(loud.healthz) * 1000, 2)
+        if loud.healthz
+        else None,
+        "probe_answers": loud.statuses,
+    }
+
+
+def _answers(port: int) -> bool:
+    try:
+        _posts(port)
+        return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.probe_flood", description=__doc__)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=1000)
+    ap.add_argument("--flood", metavar="BASE_URL", help="only flood BASE_URL (the load process)")
+    args = ap.parse_args(argv)
+    if args.flood:
+        asyncio.run(flood_for(args.flood, args.seconds, args.concurrency))
+        return
+    print(json.dumps(asyncio.run(measure(args.seconds, args.concurrency)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

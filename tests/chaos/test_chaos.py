@@ -8,6 +8,7 @@ Duplicates from SIGKILL, SQS outages and the server's own at-least-once are coun
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,12 @@ def _check(outcome: Outcome) -> None:
 async def test_chaos_run_loses_nothing(
     kind: str, chaos_moto: MotoServer, chaos_seed: int, tmp_path: Path, results_dir: Path
 ) -> None:
+    if kind == "fifo" and not (FULL or os.environ.get("CARRIER_CHAOS_FIFO") == "1"):
+        pytest.skip(
+            "reduced FIFO chaos is opt-in (CARRIER_CHAOS_FIFO=1, or make chaos): moto 5.2.5 can "
+            "strand a FIFO group under concurrent receives (docs/reliability.md), which stalled "
+            "1 run in 3 on a loaded machine"
+        )
     deadline = 5400.0 if FULL else 200.0
     plan = Plan(
         kind=kind,

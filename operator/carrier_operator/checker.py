@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .background import cancel_and_wait
 from .book import Book, Key
 from .leader import Leadership, NotLeader, SoleReplica
 from .queues import QueueReader
@@ -74,11 +75,8 @@ class Checker:
         self._task = asyncio.create_task(self._run(), name="carrier queue checker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def touch(self, key: Key, *, queue: bool) -> None:
         """Look at a binding now: its queue too (``queue``), or only its pods."""

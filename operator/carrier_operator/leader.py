@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .background import cancel_and_wait
 from .kubeapi import MERGE_PATCH, KubeAPI, KubeAPIError
 
 logger = logging.getLogger(__name__)
@@ -131,11 +132,8 @@ class LeaderElector:
 
     async def stop(self) -> None:
         """Stop campaigning and, if we lead, release the Lease for a fast hand-over."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.is_leader():
             with contextlib.suppress(KubeAPIError, TimeoutError):
                 async with asyncio.timeout(self.retry_period * 2):

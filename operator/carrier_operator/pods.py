@@ -11,12 +11,12 @@ resourceVersion, relists on 410 Gone, and reconnects after a bounded backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .background import cancel_and_wait
 from .binding import BINDING_LABEL
 from .kubeapi import KubeAPI, KubeAPIError
 
@@ -144,11 +144,7 @@ class PodWatcher:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     def _changed(self, keys: Iterable[Key]) -> None:

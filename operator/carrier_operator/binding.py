@@ -57,8 +57,9 @@ def _field_paths() -> dict[str, str]:
     return {field: path for path, field in binding_paths().items()}
 
 
-def _get(spec: Mapping[str, Any], path: str) -> Any:
-    node: Any = spec
+def value_at(obj: Mapping[str, Any], path: str) -> Any:
+    """``obj["a"]["b"]`` for ``"a.b"``, or None where any step is missing or not a mapping."""
+    node: Any = obj
     for key in path.split("."):
         if not isinstance(node, Mapping) or key not in node:
             return None
@@ -75,15 +76,15 @@ def settings_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The settings values a spec sets, by field name (unvalidated)."""
     values: dict[str, Any] = {}
     for path, field in binding_paths().items():
-        value = _get(spec, path)
+        value = value_at(spec, path)
         if value is not None:
             values[field] = value
-    webhook_port = _get(spec, "webhook.port")
+    webhook_port = value_at(spec, "webhook.port")
     if webhook_port is not None and "webhook_endpoint" not in values:
-        values["webhook_endpoint"] = _loopback_url(webhook_port, _get(spec, "webhook.path"))
-    health_path = _get(spec, "healthCheck.path")
+        values["webhook_endpoint"] = _loopback_url(webhook_port, value_at(spec, "webhook.path"))
+    health_path = value_at(spec, "healthCheck.path")
     if health_path is not None and "webhook_health_check_endpoint" not in values:
-        port = _get(spec, "healthCheck.port") or webhook_port
+        port = value_at(spec, "healthCheck.port") or webhook_port
         if port is None:
             raise BindingError(
                 "spec.healthCheck.path: needs spec.webhook.port or spec.healthCheck.port"
@@ -175,12 +176,15 @@ def check_field_rules(spec: Mapping[str, Any]) -> None:
     """The CRD's ``x-kubernetes-validations`` (queue name xor url is the settings' own rule)."""
     for section, one, other, message in _EXCLUSIVE:
         if (
-            _get(spec, f"{section}.{one}") is not None
-            and _get(spec, f"{section}.{other}") is not None
+            value_at(spec, f"{section}.{one}") is not None
+            and value_at(spec, f"{section}.{other}") is not None
         ):
             raise BindingError(f"spec.{section}: {message}")
     for section, key, needed, message in _NEEDS:
-        if _get(spec, f"{section}.{key}") is not None and _get(spec, f"{section}.{needed}") is None:
+        if (
+            value_at(spec, f"{section}.{key}") is not None
+            and value_at(spec, f"{section}.{needed}") is None
+        ):
             raise BindingError(f"spec.{section}: {message}")
 
 
@@ -207,8 +211,8 @@ def sidecar_hash(spec: Mapping[str, Any]) -> str:
     blob = {
         "env": render_env(spec),
         "extraEnv": passthrough_env(spec),
-        "image": _get(spec, "sidecar.image"),
-        "resources": _get(spec, "sidecar.resources"),
+        "image": value_at(spec, "sidecar.image"),
+        "resources": value_at(spec, "sidecar.resources"),
     }
     return hashlib.sha256(
         json.dumps(blob, sort_keys=True, separators=(",", ":")).encode()
@@ -216,7 +220,7 @@ def sidecar_hash(spec: Mapping[str, Any]) -> str:
 
 
 def _env_items(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    items = _get(spec, "sidecar.env")
+    items = value_at(spec, "sidecar.env")
     if items is None:
         return []
     if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):

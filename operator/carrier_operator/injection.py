@@ -22,6 +22,7 @@ from .binding import (
     settings_hash,
     sidecar_hash,
     validate_spec,
+    value_at,
 )
 from .config import (
     INJECTED_ANNOTATION,
@@ -138,8 +139,8 @@ def sidecar_container(
 ) -> dict[str, Any]:
     """The ``carrier`` container for a binding spec, restricted-profile compliant."""
     settings = _settings(spec)
-    image = _get(spec, "sidecar.image") or config.sidecar_image
-    resources = _get(spec, "sidecar.resources") or default_resources(settings, config)
+    image = value_at(spec, "sidecar.image") or config.sidecar_image
+    resources = value_at(spec, "sidecar.resources") or default_resources(settings, config)
     container: dict[str, Any] = {
         "name": SIDECAR_CONTAINER,
         "image": str(image),
@@ -178,7 +179,7 @@ def restricted_security_context() -> dict[str, Any]:
 
 def injected_record(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     """The injector's annotation on a pod, parsed (None if absent or unreadable)."""
-    annotations = _get(pod, "metadata.annotations")
+    annotations = value_at(pod, "metadata.annotations")
     if not isinstance(annotations, Mapping):
         return None
     raw = annotations.get(INJECTED_ANNOTATION)
@@ -504,12 +505,3 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InjectionError(f"{where}: not an object")
     return value
-
-
-def _get(obj: Mapping[str, Any], path: str) -> Any:
-    node: Any = obj
-    for key in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node

@@ -170,6 +170,13 @@ async def test_hostile_task_names_never_reach_another_path_or_host(
 
             await eventually(all_refused, 20, "every hostile message refused")
             await eventually(lambda: webhook.received, 15, "the listed task's POST")
+
+            async def only_listed_deleted() -> bool:
+                # The POST is recorded before its 2xx reaches the sidecar; wait for the delete
+                # before the process is killed, or the kill races it.
+                return await depth(sqs, url) == (0, len(hostile))
+
+            await eventually(only_listed_deleted, 15, "all kept, only the listed one deleted")
             lines = list(sidecar.lines)
         assert [(r.path_qs, r.body) for r in webhook.received] == [("/tasks/nightly", b"ok")]
         assert elsewhere.received == []

@@ -2,8 +2,9 @@
 
 Shutdown, whatever the cause (SIGTERM/SIGINT/SIGHUP/SIGQUIT, the webhook going offline, ``stop`` set by a
 caller, or ``GET /drain``) is one sequence in :func:`run`: stop receiving (receives already on
-the wire land, then the loops are cancelled) → release held messages not yet POSTed → wait for
-deliveries in flight up to ``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush
+the wire land, then the loops are cancelled) → release held messages not yet POSTed (after a
+drain call: deliver them, the worker is still serving) → wait for deliveries in flight up to
+``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush
 acknowledgements → close clients → exit code (after a drain: idle until the signal first).
 """
 
@@ -154,13 +155,20 @@ async def run(
 
         # --- the shutdown sequence ------------------------------------------------------------
         state["draining"] = True
-        await _let_receives_land(courier, liveness)
+        # A preStop drain holds the worker's SIGTERM until it answers: the worker is serving,
+        # so what is held is delivered rather than released (see Courier.drain).
+        deliver_held = drain.requested.is_set()
+        await _let_receives_land(courier, liveness, deliver_held=deliver_held)
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
         log.info(
             "stopped receiving; draining",
-            extra={"held": courier.held, "timeout": settings.shutdown_timeout},
+            extra={
+                "held": courier.held,
+                "timeout": settings.shutdown_timeout,
+                "delivering_held": deliver_held,
+            },
         )
         await courier.drain(settings.shutdown_timeout)
         await ack.flush()
@@ -182,12 +190,13 @@ async def run(
         await port.close()
 
 
-async def _let_receives_land(courier: Courier, liveness: Liveness) -> None:
+async def _let_receives_land(courier: Courier, liveness: Liveness, *, deliver_held: bool) -> None:
     """Cancelling a ReceiveMessage that SQS has already answered loses the answer: its messages
     stay invisible for a whole visibility timeout and come back with one more receive count.
     So no new receive starts, and those on the wire get a moment to land (their messages are
-    released with the rest); a long poll on an empty queue is cancelled after the bound."""
-    courier.stopping = True
+    delivered or released with the rest); a long poll on an empty queue is cancelled after the
+    bound."""
+    courier.stop_receiving(deliver_held=deliver_held)
     await liveness.wait_idle(RECEIVE_LANDING)
 
 

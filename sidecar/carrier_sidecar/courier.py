@@ -65,7 +65,8 @@ class Courier:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fifo = GroupSequencer(self) if settings.is_fifo else None
         self._unrouted_log = LogThrottle()
-        self.stopping = False
+        self.stopping = False  # no new receives
+        self.releasing = False  # no new POSTs: a message that gets a permit goes back instead
 
     @property
     def held(self) -> int:
@@ -117,7 +118,7 @@ class Courier:
             return False
         try:
             async with held.gate:
-                if self.stopping:
+                if self.releasing:
                     self.release(held)
                     return False
                 self._meter.in_flight(1)
@@ -225,12 +226,23 @@ class Courier:
         held.give()
         self._ack.release(held.handle, held.message_id)
 
-    async def drain(self, grace: float) -> None:
-        """Stop starting deliveries, wait up to ``grace`` seconds for those running, release the rest."""
+    def stop_receiving(self, *, deliver_held: bool) -> None:
+        """No new receives. With ``deliver_held`` (a preStop drain: the worker is serving until
+        the drain answers) the messages already held are still POSTed; otherwise none starts."""
         self.stopping = True
-        for held in list(self._held.values()):
-            if held.handle not in self._posting:
-                self.release(held)  # received, never POSTed: back to the queue at once
+        self.releasing = not deliver_held
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the deliveries running (and, after a preStop drain,
+        for the held messages to be delivered too), then release whatever is left.
+
+        Delivering what is held, rather than releasing it, spares each of those messages a
+        receive: released, it comes back to the next pod with one more receive count, which is
+        one step nearer a low ``maxReceiveCount`` for a message with nothing wrong with it.
+        """
+        self.stopping = True
+        if self.releasing:
+            self._release_unposted()
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             if pending:
@@ -238,11 +250,18 @@ class Courier:
                     "shutdown timeout reached; releasing deliveries still running",
                     extra={"deliveries": len(pending)},
                 )
+                self.releasing = True
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         for held in list(self._held.values()):
             self.release(held)
+
+    def _release_unposted(self) -> None:
+        """Received, never POSTed: back to the queue at once."""
+        for held in list(self._held.values()):
+            if held.handle not in self._posting:
+                self.release(held)
 
 
 def _left_in_12h(held: Held) -> int:

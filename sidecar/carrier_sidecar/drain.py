@@ -2,10 +2,11 @@
 
 The kubelet runs a container's preStop hook before its SIGTERM and waits for the answer (up to
 the pod's grace period). The injector points the worker's hook here, so the sidecar stops
-receiving, releases what it holds and lets in-flight deliveries finish against a worker that is
-still serving; only then does the worker get SIGTERM. The hook reaches the pod IP, i.e. anyone
-on the pod network can, so the endpoint acts only on the per-pod token the injector generated
-(``CARRIER_DRAIN_TOKEN``, compared in constant time); without a token it does not exist.
+receiving and delivers what it holds and what is in flight to a worker that is still serving
+(within ``CARRIER_SHUTDOWN_TIMEOUT``; the rest is released); only then does the worker get
+SIGTERM. The hook reaches the pod IP, i.e. anyone on the pod network can, so the endpoint acts
+only on the per-pod token the injector generated (``CARRIER_DRAIN_TOKEN``, compared in constant
+time); without a token it does not exist.
 
 After a drain the process stays up, receiving nothing, until its own SIGTERM (then exits 0):
 with a native sidecar that comes only after the worker has exited.

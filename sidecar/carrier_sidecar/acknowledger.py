@@ -28,15 +28,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from asyncio import FIRST_COMPLETED
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .aws import error_class, error_code
+from .backoff import doubling, equal_jitter
 from .meter import Meter, VisibilityReason
 from .sqs import MAX_BATCH, SqsPort
 
@@ -70,6 +70,9 @@ class _Delete:
         then, self.then = self.then, None
         if then is not None:
             then()
+
+
+_Entry = TypeVar("_Entry", _Delete, _Change)
 
 
 class Acknowledger:
@@ -204,38 +207,30 @@ class Acknowledger:
 
     async def _delete_with_retries(self, batch: list[_Delete]) -> set[_Delete]:
         """Returns the entries handed to single-entry retries: they settle there."""
-        pending = batch
-        for attempt in itertools.count(1):
-            try:
-                failures = await self._port.delete_batch([e.handle for e in pending])
-            except Exception as exc:
-                if _refused(exc):
-                    self._split_or_give_up("delete", pending, exc, self._deliver_deletes)
-                    return set(pending) if len(pending) > 1 else set()
-                log.warning(
-                    "DeleteMessageBatch failed, retrying",
-                    extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
-                )
-                retry = pending
-            else:
-                self._meter.deleted(len(pending) - len(failures))
-                retry = []
-                for index, entry in enumerate(pending):
-                    failure = failures.get(index)
-                    if failure is None:
-                        self._remember_deleted(entry.handle)
-                    elif _retryable(failure):
-                        retry.append(entry)
-                    else:
-                        _log_gone("delete", entry.message_id, failure)
-            pending = retry
-            pause = _pause(attempt)
-            if attempt >= MAX_ATTEMPTS:
-                pending = self._still_visible(pending, pause, attempt)
-            if not pending:
-                return set()
-            await asyncio.sleep(pause)
-        return set()  # unreachable: the loop ends when nothing is pending
+
+        async def call(pending: list[_Delete]) -> dict[int, dict[str, Any]]:
+            return await self._port.delete_batch([e.handle for e in pending])
+
+        def sort(pending: list[_Delete], failures: dict[int, dict[str, Any]]) -> list[_Delete]:
+            self._meter.deleted(len(pending) - len(failures))
+            retry = []
+            for index, entry in enumerate(pending):
+                failure = failures.get(index)
+                if failure is None:
+                    self._remember_deleted(entry.handle)
+                elif _retryable(failure):
+                    retry.append(entry)
+                else:
+                    _log_gone("delete", entry.message_id, failure)
+            return retry
+
+        def keep(retry: list[_Delete], attempt: int, pause: float) -> list[_Delete]:
+            # Past the attempts, a delete goes on while the message stays invisible.
+            return retry if attempt < MAX_ATTEMPTS else self._still_visible(retry, pause, attempt)
+
+        return await self._with_retries(
+            "DeleteMessageBatch", "delete", batch, call, sort, keep, self._deliver_deletes
+        )
 
     def _still_visible(self, pending: list[_Delete], pause: float, attempt: int) -> list[_Delete]:
         """The entries whose visibility outlasts the next pause; the others are given up."""
@@ -279,52 +274,87 @@ class Acknowledger:
 
     async def _changes_with_retries(self, batch: list[_Change]) -> set[_Change]:
         """Returns the entries handed to single-entry retries: they settle there."""
-        pending = batch
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                failures = await self._port.change_visibility_batch(
-                    [(c.handle, c.seconds) for c in pending]
+
+        async def call(pending: list[_Change]) -> dict[int, dict[str, Any]]:
+            return await self._port.change_visibility_batch(
+                [(c.handle, c.seconds) for c in pending]
+            )
+
+        def sort(pending: list[_Change], failures: dict[int, dict[str, Any]]) -> list[_Change]:
+            retry = []
+            done: dict[VisibilityReason, int] = {}
+            for index, change in enumerate(pending):
+                failure = failures.get(index)
+                if failure is None:
+                    done[change.reason] = done.get(change.reason, 0) + 1
+                elif self._lost_to_a_delete(change):
+                    log.debug("heartbeat after the delete", extra={"message_id": change.message_id})
+                elif _retryable(failure):
+                    retry.append(change)
+                else:
+                    _log_gone("change visibility of", change.message_id, failure)
+            for reason, count in done.items():
+                self._meter.visibility_changed(count, reason)
+            return retry
+
+        def keep(retry: list[_Change], attempt: int, _pause: float) -> list[_Change]:
+            # A newer change of the same message is waiting: it replaces this one.
+            pending = [c for c in retry if c.handle not in self._changes]
+            if attempt < MAX_ATTEMPTS:
+                return pending
+            for change in pending:
+                log.error(
+                    "could not change a message's visibility; it returns when its current "
+                    "visibility ends",
+                    extra={"message_id": change.message_id, "reason": change.reason},
                 )
+            return []
+
+        return await self._with_retries(
+            "ChangeMessageVisibilityBatch",
+            "change visibility of",
+            batch,
+            call,
+            sort,
+            keep,
+            self._deliver_changes,
+        )
+
+    async def _with_retries(
+        self,
+        action: str,
+        what: str,
+        batch: list[_Entry],
+        call: Callable[[list[_Entry]], Awaitable[dict[int, dict[str, Any]]]],
+        sort: Callable[[list[_Entry], dict[int, dict[str, Any]]], list[_Entry]],
+        keep: Callable[[list[_Entry], int, float], list[_Entry]],
+        again: Callable[[list[_Entry]], Coroutine[Any, Any, None]],
+    ) -> set[_Entry]:
+        """One batch call, retried: ``sort`` settles an answer's entries and returns those to
+        retry, ``keep`` decides which of them get another attempt after ``pause``. A call SQS
+        refuses as a whole is split into single-entry calls (``again``); returns those entries,
+        which settle there."""
+        pending = batch
+        for attempt in itertools.count(1):
+            try:
+                failures = await call(pending)
             except Exception as exc:
                 if _refused(exc):
-                    self._split_or_give_up(
-                        "change visibility of", pending, exc, self._deliver_changes
-                    )
+                    self._split_or_give_up(what, pending, exc, again)
                     return set(pending) if len(pending) > 1 else set()
                 log.warning(
-                    "ChangeMessageVisibilityBatch failed, retrying",
+                    f"{action} failed, retrying",
                     extra={"error": repr(exc), "entries": len(pending), "attempt": attempt},
                 )
                 retry = pending
             else:
-                retry = []
-                done: dict[VisibilityReason, int] = {}
-                for index, change in enumerate(pending):
-                    failure = failures.get(index)
-                    if failure is None:
-                        done[change.reason] = done.get(change.reason, 0) + 1
-                    elif self._lost_to_a_delete(change):
-                        log.debug(
-                            "heartbeat after the delete", extra={"message_id": change.message_id}
-                        )
-                    elif _retryable(failure):
-                        retry.append(change)
-                    else:
-                        _log_gone("change visibility of", change.message_id, failure)
-                for reason, count in done.items():
-                    self._meter.visibility_changed(count, reason)
-            # A newer change of the same message is waiting: it replaces this one.
-            pending = [c for c in retry if c.handle not in self._changes]
+                retry = sort(pending, failures)
+            pause = _pause(attempt)
+            pending = keep(retry, attempt, pause)
             if not pending:
                 return set()
-            if attempt < MAX_ATTEMPTS:
-                await asyncio.sleep(_pause(attempt))
-        for change in pending:
-            log.error(
-                "could not change a message's visibility; it returns when its current visibility ends",
-                extra={"message_id": change.message_id, "reason": change.reason},
-            )
-        return set()
+            await asyncio.sleep(pause)
+        return set()  # unreachable: the loop ends when nothing is pending
 
 
 def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:
@@ -360,8 +390,7 @@ def _log_gone(what: str, message_id: str, failure: dict[str, Any]) -> None:
 
 
 def _pause(attempt: int) -> float:
-    ceiling = min(_RETRY_CAP, _RETRY_BASE * 2.0 ** (attempt - 1))
-    return ceiling / 2 + random.random() * ceiling / 2
+    return equal_jitter(doubling(_RETRY_BASE, _RETRY_CAP, attempt - 1))
 
 
 __all__ = ["Acknowledger", "error_code"]

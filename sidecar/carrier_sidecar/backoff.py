@@ -25,10 +25,19 @@ def exponential_delay(
     The fixed half keeps the growth honest; the random half spreads a burst of failures so they
     do not all come back in the same second.
     """
-    exponent = max(0, receive_count - 1)
-    delay = cap if exponent >= 64 else min(base * (2.0**exponent), cap)
-    jittered = delay / 2 + rand() * delay / 2
+    jittered = equal_jitter(doubling(base, cap, receive_count - 1), rand)
     return max(0, min(int(SQS_MAX_VISIBILITY), math.ceil(jittered)))
+
+
+def doubling(base: float, cap: float, doublings: int) -> float:
+    """``min(base x 2^doublings, cap)``, without overflow for any count."""
+    doublings = max(0, doublings)
+    return cap if doublings >= 64 else min(base * (2.0**doublings), cap)
+
+
+def equal_jitter(ceiling: float, rand: Callable[[], float] = random.random) -> float:
+    """A pause in ``[ceiling/2, ceiling]``: the one jitter of every retry in the sidecar."""
+    return ceiling / 2 + rand() * ceiling / 2
 
 
 def failure_visibility(settings: Settings, receive_count: int) -> int | None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from .aws import ErrorClass
+from .outcome import OutcomeKind
 
-DeliveryOutcome = Literal["success", "retry_after", "failure", "timeout"]
+# The metrics' label values, declared once: ``metrics.Metrics`` binds its series from these.
+DeliveryOutcome = OutcomeKind
 VisibilityReason = Literal["retry_after", "backoff", "heartbeat", "release"]
+SqsOutcome = Literal["ok", "error"]
 SqsErrorKind = ErrorClass  # the classes of carrier_sidecar.aws, one list
 
 
@@ -17,7 +20,7 @@ class Meter(Protocol):
     def delivered(self, outcome: DeliveryOutcome, seconds: float) -> None: ...
     def deleted(self, count: int) -> None: ...
     def visibility_changed(self, count: int, reason: VisibilityReason) -> None: ...
-    def sqs_request(self, action: str, outcome: Literal["ok", "error"]) -> None: ...
+    def sqs_request(self, action: str, outcome: SqsOutcome) -> None: ...
     def in_flight(self, delta: int) -> None: ...
     def unrouted_task(self) -> None: ...
     def sqs_error(self, kind: SqsErrorKind) -> None: ...
@@ -41,7 +44,7 @@ class NullMeter:
     def visibility_changed(self, count: int, reason: VisibilityReason) -> None:
         pass
 
-    def sqs_request(self, action: str, outcome: Literal["ok", "error"]) -> None:
+    def sqs_request(self, action: str, outcome: SqsOutcome) -> None:
         pass
 
     def in_flight(self, delta: int) -> None:

@@ -9,7 +9,7 @@ from colliding.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final, Literal, get_args
+from typing import Final, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,12 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
-from .aws import ErrorClass
-
-DeliveryOutcome = Literal["success", "retry_after", "failure", "timeout"]
-VisibilityReason = Literal["retry_after", "backoff", "heartbeat", "release"]
-SqsOutcome = Literal["ok", "error"]
-SqsErrorKind = ErrorClass  # the classes of carrier_sidecar.aws, one list
+from .meter import DeliveryOutcome, SqsErrorKind, SqsOutcome, VisibilityReason
 
 DELIVERY_OUTCOMES: Final[tuple[DeliveryOutcome, ...]] = get_args(DeliveryOutcome)
 VISIBILITY_REASONS: Final[tuple[VisibilityReason, ...]] = get_args(VisibilityReason)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 
 from .aws import short_error
+from .backoff import doubling, equal_jitter
 from .courier import Courier
 from .liveness import Liveness
 from .settings import Settings
@@ -78,8 +78,7 @@ async def receive_loop(
         except Exception as exc:
             slots.give(wanted)
             failures += 1
-            ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 16))
-            pause = ceiling / 2 + random.random() * ceiling / 2
+            pause = equal_jitter(doubling(RETRY_BASE, RETRY_CAP, failures - 1))
             log.warning(
                 "ReceiveMessage failed; retrying",
                 extra={

@@ -82,7 +82,7 @@ BUCKETS = (
     ("regions.py", "SQS client: endpoint ruleset resolution (botocore)"),
     ("http_writer.py", "socket writes (aiohttp writer → send syscall; loopback kernel work)"),
     ("botocore", "SQS client: other aiobotocore/botocore"),
-    ("transmitter.py", "webhook POST (aiohttp client)"),
+    ("webhook_client.py", "webhook POST (aiohttp client)"),
     ("aiohttp", "aiohttp other (connections, responses; SQS and webhook)"),
     ("carrier_sidecar", "carrier_sidecar own code"),
 )

@@ -7,7 +7,7 @@ messages the sidecar holds. Entries SQS reports failed are retried (bounded) and
 never silently dropped.
 
 A delete may carry a ``then`` callback, run once SQS has answered it (done, gone, or given up):
-the courier keeps the message's heartbeat lease until then, so a slow delete cannot let the
+the delivery engine keeps the message's heartbeat lease until then, so a slow delete cannot let the
 visibility run out and the message be handed out again after its 2xx. Heartbeat extensions are
 therefore sent even while a delete of the same message is pending; one that loses the race to
 the delete fails as "receipt handle invalid", which is expected and logged at debug level.
@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from .aws import error_class, error_code
 from .backoff import doubling, equal_jitter
-from .meter import Meter, VisibilityReason
+from .metrics_port import MetricsPort, VisibilityReason
 from .sqs import MAX_BATCH, SqsPort
 
 log = logging.getLogger("carrier.ack")
@@ -76,7 +76,7 @@ _Entry = TypeVar("_Entry", _Delete, _Change)
 
 
 class Acknowledger:
-    def __init__(self, port: SqsPort, meter: Meter, *, linger: float = LINGER) -> None:
+    def __init__(self, port: SqsPort, meter: MetricsPort, *, linger: float = LINGER) -> None:
         self._port = port
         self._meter = meter
         self._linger = linger

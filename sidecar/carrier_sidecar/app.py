@@ -20,19 +20,19 @@ from typing import Any
 
 from .acknowledger import Acknowledger
 from .cloudevents import event_source
-from .courier import Courier
+from .delivery import DeliveryEngine
 from .drain import DRAIN_PATH, Drain, relay
 from .failurelog import FailureLog
-from .footprint import settle
-from .health import WebhookHealthGate, WebhookOffline
 from .heartbeat import Heartbeat
 from .liveness import Liveness
+from .memory import settle
 from .metrics import Metrics
 from .probes import ProbeServer
 from .receiver import receive_loop
 from .settings import ConfigError, Settings, env_name
 from .sqs import SqsPort
-from .transmitter import Transmitter, open_session
+from .webhook_client import WebhookClient, open_session
+from .webhook_health import WebhookHealthGate, WebhookOffline
 
 log = logging.getLogger("carrier")
 
@@ -118,10 +118,10 @@ async def run(
         ack = Acknowledger(port, metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
         source = event_source(port.queue_url, port.region, settings.queue_label)
-        transmitter = Transmitter(settings, session, source=source)
+        webhook_client = WebhookClient(settings, session, source=source)
         ack.lease_end = heartbeat.lease_end
         failures = FailureLog()
-        courier = Courier(settings, transmitter, ack, heartbeat, metrics, failures)
+        engine = DeliveryEngine(settings, webhook_client, ack, heartbeat, metrics, failures)
         background.append(asyncio.ensure_future(ack.run()))
         background.append(asyncio.ensure_future(failures.run()))
         background.append(asyncio.ensure_future(heartbeat.run()))
@@ -130,7 +130,7 @@ async def run(
 
             background.append(asyncio.ensure_future(run_stat_log(metrics, settings.stat_log_timer)))
         receivers = [
-            asyncio.ensure_future(receive_loop(i, settings, port, courier, liveness))
+            asyncio.ensure_future(receive_loop(i, settings, port, engine, liveness))
             for i in range(settings.sqs_receivers)
         ]
         stopped = asyncio.ensure_future(halt.wait())
@@ -156,21 +156,21 @@ async def run(
         # --- the shutdown sequence ------------------------------------------------------------
         state["draining"] = True
         # A preStop drain holds the worker's SIGTERM until it answers: the worker is serving,
-        # so what is held is delivered rather than released (see Courier.drain).
+        # so what is held is delivered rather than released (see DeliveryEngine.drain).
         deliver_held = drain.requested.is_set()
-        await _let_receives_land(courier, liveness, deliver_held=deliver_held)
+        await _let_receives_land(engine, liveness, deliver_held=deliver_held)
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
         log.info(
             "stopped receiving; draining",
             extra={
-                "held": courier.held,
+                "held": engine.held,
                 "timeout": settings.shutdown_timeout,
                 "delivering_held": deliver_held,
             },
         )
-        await courier.drain(settings.shutdown_timeout)
+        await engine.drain(settings.shutdown_timeout)
         await ack.flush()
         log.info("shutdown complete", extra={"exit_code": exit_code})
         if not stop.is_set():  # drained by the preStop hook: nothing runs while idling
@@ -190,13 +190,15 @@ async def run(
         await port.close()
 
 
-async def _let_receives_land(courier: Courier, liveness: Liveness, *, deliver_held: bool) -> None:
+async def _let_receives_land(
+    engine: DeliveryEngine, liveness: Liveness, *, deliver_held: bool
+) -> None:
     """Cancelling a ReceiveMessage that SQS has already answered loses the answer: its messages
     stay invisible for a whole visibility timeout and come back with one more receive count.
     So no new receive starts, and those on the wire get a moment to land (their messages are
     delivered or released with the rest); a long poll on an empty queue is cancelled after the
     bound."""
-    courier.stop_receiving(deliver_held=deliver_held)
+    engine.stop_receiving(deliver_held=deliver_held)
     await liveness.wait_idle(RECEIVE_LANDING)
 
 

@@ -9,15 +9,23 @@ hands the group back, in order, once the failed message is visible again.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .courier import Courier, Held
+from .messages import Held
+
+
+class Runner(Protocol):
+    """The three calls the sequencer makes of the delivery engine (which owns it)."""
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+    async def run_one(self, held: Held) -> bool: ...
+    def release(self, held: Held) -> None: ...
 
 
 class GroupSequencer:
-    def __init__(self, courier: Courier) -> None:
-        self._courier = courier
+    def __init__(self, engine: Runner) -> None:
+        self._engine = engine
         self._chains: dict[str, deque[Held]] = {}
 
     def accept(self, batch: list[Held]) -> None:
@@ -26,16 +34,16 @@ class GroupSequencer:
             chain = self._chains.get(group)
             if chain is None:
                 chain = self._chains[group] = deque()
-                self._courier.spawn(self._run(group, chain))
+                self._engine.spawn(self._run(group, chain))
             chain.append(held)
 
     async def _run(self, group: str, chain: deque[Held]) -> None:
         try:
             while chain:
                 held = chain.popleft()
-                if not await self._courier.run_one(held):
+                if not await self._engine.run_one(held):
                     break
         finally:
             while chain:
-                self._courier.release(chain.popleft())
+                self._engine.release(chain.popleft())
             del self._chains[group]

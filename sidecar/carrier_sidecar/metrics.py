@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
-from .meter import DeliveryOutcome, SqsErrorKind, SqsOutcome, VisibilityReason
+from .metrics_port import DeliveryOutcome, SqsErrorKind, SqsOutcome, VisibilityReason
 
 DELIVERY_OUTCOMES: Final[tuple[DeliveryOutcome, ...]] = get_args(DeliveryOutcome)
 VISIBILITY_REASONS: Final[tuple[VisibilityReason, ...]] = get_args(VisibilityReason)

@@ -14,7 +14,7 @@ import time
 
 from .aws import short_error
 from .backoff import doubling, equal_jitter
-from .courier import Courier
+from .delivery import DeliveryEngine
 from .liveness import Liveness
 from .settings import Settings
 from .sqs import SqsPort
@@ -52,7 +52,7 @@ async def receive_loop(
     index: int,
     settings: Settings,
     port: SqsPort,
-    courier: Courier,
+    engine: DeliveryEngine,
     liveness: Liveness,
 ) -> None:
     batch = settings.sqs_batch_size
@@ -63,7 +63,7 @@ async def receive_loop(
     failures = 0
     while True:
         liveness.park(index, True)
-        if courier.stopping:  # shutting down: the receive that just landed was the last
+        if engine.stopping:  # shutting down: the receive that just landed was the last
             return
         wanted = await slots.take(batch)
         liveness.park(index, False)
@@ -100,6 +100,6 @@ async def receive_loop(
         if len(messages) < wanted:
             slots.give(wanted - len(messages))
         if messages:
-            courier.accept(messages, asked_at, give, posts)
+            engine.accept(messages, asked_at, give, posts)
         elif settings.sqs_wait_time < SHORT_POLL_FLOOR:
             await asyncio.sleep(SHORT_POLL_FLOOR - settings.sqs_wait_time)  # no busy loop

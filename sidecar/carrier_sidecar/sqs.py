@@ -27,13 +27,13 @@ from .aws import (
     region_from_url,
     short_error,
 )
-from .meter import Meter
+from .messages import Message
+from .metrics_port import MetricsPort
 from .settings import ConfigError, Settings, env_name
 from .sqshealth import SqsHealth
 
 log = logging.getLogger("carrier.sqs")
 
-Message = dict[str, Any]
 SYSTEM_ATTRIBUTES = [
     "ApproximateReceiveCount",
     "ApproximateFirstReceiveTimestamp",
@@ -59,7 +59,7 @@ def endpoint_for(settings: Settings) -> str | None:
 class SqsPort:
     """One aiobotocore client, the resolved queue URL and its visibility timeout."""
 
-    def __init__(self, settings: Settings, meter: Meter) -> None:
+    def __init__(self, settings: Settings, meter: MetricsPort) -> None:
         self._settings = settings
         self._meter = meter
         self._stack = AsyncExitStack()

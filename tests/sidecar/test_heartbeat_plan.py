@@ -5,7 +5,7 @@ from __future__ import annotations
 from carrier_sidecar.acknowledger import Acknowledger
 from carrier_sidecar.heartbeat import Heartbeat
 from carrier_sidecar.liveness import Liveness
-from carrier_sidecar.meter import NullMeter
+from carrier_sidecar.metrics_port import NoMetrics
 from carrier_sidecar.settings import Settings
 from carrier_sidecar.sqs import SqsPort
 
@@ -25,8 +25,8 @@ def pending(ack: Acknowledger) -> dict[str, int]:
 
 
 def make(visibility: float, enabled: bool = True) -> tuple[Heartbeat, Acknowledger, Clock]:
-    port = SqsPort(Settings.from_fields({"sqs_queue_name": "q"}), NullMeter())
-    ack = Acknowledger(port, NullMeter())
+    port = SqsPort(Settings.from_fields({"sqs_queue_name": "q"}), NoMetrics())
+    ack = Acknowledger(port, NoMetrics())
     clock = Clock()
     return Heartbeat(ack, visibility, enabled=enabled, clock=clock), ack, clock
 

@@ -1,4 +1,4 @@
-"""Start-up housekeeping (:func:`carrier_sidecar.footprint.settle`) in a real interpreter."""
+"""Start-up housekeeping (:func:`carrier_sidecar.memory.settle`) in a real interpreter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import gc
-from carrier_sidecar.footprint import settle
+from carrier_sidecar.memory import settle
 junk = [[i] for i in range(1000)]
 settle()
 print(gc.get_freeze_count())

@@ -8,7 +8,7 @@ import logging
 import aiohttp
 import pytest
 
-from carrier_sidecar.health import FIRST_DELAY, WebhookHealthGate, WebhookOffline
+from carrier_sidecar.webhook_health import FIRST_DELAY, WebhookHealthGate, WebhookOffline
 from tests.support.servers import eventually
 
 from .conftest import HealthEndpoint, gate_settings

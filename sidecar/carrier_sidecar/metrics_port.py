@@ -14,7 +14,7 @@ SqsOutcome = Literal["ok", "error"]
 SqsErrorKind = ErrorClass  # the classes of carrier_sidecar.aws, one list
 
 
-class Meter(Protocol):
+class MetricsPort(Protocol):
     def received(self, count: int) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def delivered(self, outcome: DeliveryOutcome, seconds: float) -> None: ...
@@ -26,7 +26,7 @@ class Meter(Protocol):
     def sqs_error(self, kind: SqsErrorKind) -> None: ...
 
 
-class NullMeter:
+class NoMetrics:
     """Counts nothing: for pure unit tests of the flow."""
 
     def received(self, count: int) -> None:

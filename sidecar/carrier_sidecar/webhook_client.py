@@ -70,7 +70,7 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-class Transmitter:
+class WebhookClient:
     def __init__(
         self, settings: Settings, session: aiohttp.ClientSession, *, source: str | None = None
     ) -> None:
@@ -84,7 +84,7 @@ class Transmitter:
 
     async def post(self, message: dict[str, Any]) -> Outcome:
         request = self.envelope.build(message)
-        if request is None:  # the courier holds these back; never POST one anywhere
+        if request is None:  # the delivery engine holds these back; never POST one anywhere
             return Failed("the message names a task CARRIER_WEBHOOK_TASKS does not list")
         try:
             async with self._session.post(

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from .acknowledger import Acknowledger
@@ -21,42 +20,29 @@ from .backoff import failure_visibility, retry_after_visibility
 from .failurelog import FailureLog
 from .fifo import GroupSequencer
 from .heartbeat import Heartbeat
-from .meter import Meter
+from .messages import Held, Message
+from .metrics_port import MetricsPort
 from .outcome import Delivered, Failed, Outcome, RetryAt, kind
 from .settings import SQS_MAX_VISIBILITY, Settings
-from .sqs import Message
 from .tasks import LogThrottle, printable
-from .transmitter import Transmitter
+from .webhook_client import WebhookClient
 
 log = logging.getLogger("carrier.delivery")
 
 
-@dataclass(slots=True, eq=False)
-class Held:
-    message: Message
-    handle: str
-    message_id: str
-    give: Callable[[], None]
-    """Returns the slot to the receiver that took it."""
-    received_at: float
-    """When the receive was asked (monotonic): no later than SQS started the visibility clock."""
-    gate: asyncio.Semaphore
-    """The receiver's POST permits (``workers`` of them)."""
-
-
-class Courier:
+class DeliveryEngine:
     def __init__(
         self,
         settings: Settings,
-        transmitter: Transmitter,
+        webhook_client: WebhookClient,
         ack: Acknowledger,
         heartbeat: Heartbeat,
-        meter: Meter,
+        meter: MetricsPort,
         failures: FailureLog | None = None,
     ) -> None:
         self._settings = settings
         self._failures = failures or FailureLog()
-        self._transmitter = transmitter
+        self._webhook_client = webhook_client
         self._ack = ack
         self._heartbeat = heartbeat
         self._meter = meter
@@ -112,7 +98,7 @@ class Courier:
 
     async def run_one(self, held: Held) -> bool:
         """Deliver one held message and acknowledge it; True if the webhook took it."""
-        task = self._transmitter.envelope.unrouted_task(held.message)
+        task = self._webhook_client.envelope.unrouted_task(held.message)
         if task is not None:
             self._refuse_unrouted(held, task)
             return False
@@ -125,7 +111,7 @@ class Courier:
                 self._posting.add(held.handle)
                 started = time.monotonic()
                 try:
-                    outcome = await self._transmitter.post(held.message)
+                    outcome = await self._webhook_client.post(held.message)
                 except Exception as exc:  # a bug must not strand the message or its slot
                     log.exception("delivery crashed", extra={"message_id": held.message_id})
                     outcome = Failed(f"internal error: {exc!r}")

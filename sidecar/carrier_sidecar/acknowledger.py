@@ -38,7 +38,8 @@ from typing import Any, TypeVar
 from .aws import error_class, error_code
 from .backoff import doubling, equal_jitter
 from .metrics_port import MetricsPort, VisibilityReason
-from .sqs import MAX_BATCH, SqsPort
+from .queue_port import AckPort
+from .sqs import MAX_BATCH
 
 log = logging.getLogger("carrier.ack")
 
@@ -76,10 +77,18 @@ _Entry = TypeVar("_Entry", _Delete, _Change)
 
 
 class Acknowledger:
-    def __init__(self, port: SqsPort, meter: MetricsPort, *, linger: float = LINGER) -> None:
+    def __init__(
+        self,
+        port: AckPort,
+        meter: MetricsPort,
+        *,
+        linger: float = LINGER,
+        pause: Callable[[int], float] | None = None,
+    ) -> None:
         self._port = port
         self._meter = meter
         self._linger = linger
+        self._pause = pause or _pause  # seconds before retry ``attempt + 1``
         self._deletes: dict[str, _Delete] = {}
         self._deleting: set[str] = set()  # handles whose DeleteMessageBatch is in progress
         self._deleted: OrderedDict[str, None] = OrderedDict()  # bounded memory of recent deletes
@@ -349,7 +358,7 @@ class Acknowledger:
                 retry = pending
             else:
                 retry = sort(pending, failures)
-            pause = _pause(attempt)
+            pause = self._pause(attempt)
             pending = keep(retry, attempt, pause)
             if not pending:
                 return set()

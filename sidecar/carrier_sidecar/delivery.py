@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from .acknowledger import Acknowledger
 from .backoff import failure_visibility, retry_after_visibility
@@ -25,16 +25,23 @@ from .metrics_port import MetricsPort
 from .outcome import Delivered, Failed, Outcome, RetryAt, kind
 from .settings import SQS_MAX_VISIBILITY, Settings
 from .tasks import LogThrottle, printable
-from .webhook_client import WebhookClient
 
 log = logging.getLogger("carrier.delivery")
+
+
+class WebhookPort(Protocol):
+    """What the engine asks of the webhook: :class:`webhook_client.WebhookClient` implements it."""
+
+    def unrouted_task(self, message: Message) -> str | None: ...
+
+    async def post(self, message: Message) -> Outcome: ...
 
 
 class DeliveryEngine:
     def __init__(
         self,
         settings: Settings,
-        webhook_client: WebhookClient,
+        webhook_client: WebhookPort,
         ack: Acknowledger,
         heartbeat: Heartbeat,
         meter: MetricsPort,
@@ -98,7 +105,7 @@ class DeliveryEngine:
 
     async def run_one(self, held: Held) -> bool:
         """Deliver one held message and acknowledge it; True if the webhook took it."""
-        task = self._webhook_client.envelope.unrouted_task(held.message)
+        task = self._webhook_client.unrouted_task(held.message)
         if task is not None:
             self._refuse_unrouted(held, task)
             return False

@@ -29,6 +29,7 @@ from .aws import (
 )
 from .messages import Message
 from .metrics_port import MetricsPort
+from .queue_port import Failures
 from .settings import ConfigError, Settings, env_name
 from .sqshealth import SqsHealth
 
@@ -206,15 +207,13 @@ class SqsPort:
         messages: list[Message] = result.get("Messages", [])
         return messages
 
-    async def delete_batch(self, handles: list[str]) -> dict[int, dict[str, Any]]:
+    async def delete_batch(self, handles: list[str]) -> Failures:
         """Delete up to 10; return {index: failure entry} for entries SQS reports failed."""
         entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
         result = await self._call("DeleteMessageBatch", QueueUrl=self.queue_url, Entries=entries)
         return _failures(result)
 
-    async def change_visibility_batch(
-        self, items: list[tuple[str, int]]
-    ) -> dict[int, dict[str, Any]]:
+    async def change_visibility_batch(self, items: list[tuple[str, int]]) -> Failures:
         """Set visibility of up to 10 (handle, seconds); return failures by index."""
         entries = [
             {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": v}
@@ -236,7 +235,7 @@ _SNAKE: dict[str, str] = {
 BatchAction = Literal["DeleteMessageBatch", "ChangeMessageVisibilityBatch"]
 
 
-def _failures(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
+def _failures(result: dict[str, Any]) -> Failures:
     return {int(f["Id"]): f for f in result.get("Failed", []) or []}
 
 

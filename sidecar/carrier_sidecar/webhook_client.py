@@ -82,6 +82,10 @@ class WebhookClient:
         self._timeout = aiohttp.ClientTimeout(total=settings.webhook_request_timeout)
         self._timeout_text = f"timed out after {settings.webhook_request_timeout:g}s"
 
+    def unrouted_task(self, message: dict[str, Any]) -> str | None:
+        """The task a message names that ``CARRIER_WEBHOOK_TASKS`` does not list (POST it nowhere)."""
+        return self.envelope.unrouted_task(message)
+
     async def post(self, message: dict[str, Any]) -> Outcome:
         request = self.envelope.build(message)
         if request is None:  # the delivery engine holds these back; never POST one anywhere

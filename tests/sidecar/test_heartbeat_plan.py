@@ -1,4 +1,5 @@
-"""When the heartbeat extends a lease, by how much, and where it stops (fake clock, no I/O)."""
+"""When the heartbeat extends a lease, by how much, and where it stops (fake clock, an in-memory
+queue, no I/O)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from carrier_sidecar.acknowledger import Acknowledger
 from carrier_sidecar.heartbeat import Heartbeat
 from carrier_sidecar.liveness import Liveness
 from carrier_sidecar.metrics_port import NoMetrics
-from carrier_sidecar.settings import Settings
-from carrier_sidecar.sqs import SqsPort
+from tests.support.memory_queue import MemoryQueue
 
 
 class Clock:
@@ -18,48 +18,52 @@ class Clock:
         return self.now
 
 
-def pending(ack: Acknowledger) -> dict[str, int]:
-    """What the acknowledger will send next (its queue is internal; nothing is sent here)."""
-    changes = ack._changes  # the only way to look without an SQS call
-    return {handle: change.seconds for handle, change in changes.items()}
+async def sent(ack: Acknowledger, queue: MemoryQueue) -> dict[str, int]:
+    """The visibility changes the acknowledger sends for what the heartbeat asked so far."""
+    before = len(queue.calls)
+    await ack.flush()
+    return {handle: seconds for _, entries in queue.calls[before:] for handle, seconds in entries}
 
 
-def make(visibility: float, enabled: bool = True) -> tuple[Heartbeat, Acknowledger, Clock]:
-    port = SqsPort(Settings.from_fields({"sqs_queue_name": "q"}), NoMetrics())
-    ack = Acknowledger(port, NoMetrics())
+async def make(
+    visibility: float, enabled: bool = True
+) -> tuple[Heartbeat, Acknowledger, Clock, MemoryQueue, str]:
+    queue = MemoryQueue()
+    queue.send("b")
+    (message,) = await queue.receive(1, 0, visibility)
+    ack = Acknowledger(queue, NoMetrics())
     clock = Clock()
-    return Heartbeat(ack, visibility, enabled=enabled, clock=clock), ack, clock
+    beat = Heartbeat(ack, visibility, enabled=enabled, clock=clock)
+    return beat, ack, clock, queue, message["ReceiptHandle"]
 
 
 async def test_extends_when_a_third_is_left_and_stops_when_untracked() -> None:
-    beat, ack, clock = make(30)
-    beat.track("h1", "m1", received_at=0.0)
+    beat, ack, clock, queue, h1 = await make(30)
+    beat.track(h1, "m1", received_at=0.0)
     assert beat.beat() == 20.0
-    assert pending(ack) == {}
+    assert await sent(ack, queue) == {}
     clock.now = 20.0
     assert beat.beat() == 20.0  # extended to 50; next due at 40
-    assert pending(ack) == {"h1": 30}
-    ack._changes.clear()
-    beat.untrack("h1")
+    assert await sent(ack, queue) == {h1: 30}
+    beat.untrack(h1)
     clock.now = 40.0
     assert beat.beat() is None
-    assert pending(ack) == {}
+    assert await sent(ack, queue) == {}
 
 
 async def test_never_beyond_twelve_hours_since_the_receive() -> None:
-    beat, ack, clock = make(30)
-    beat.track("h1", "m1", received_at=0.0)
+    beat, ack, clock, queue, h1 = await make(30)
+    beat.track(h1, "m1", received_at=0.0)
     clock.now = 43200 - 12
     beat.beat()
-    assert pending(ack) == {"h1": 12}
-    ack._changes.clear()
+    assert await sent(ack, queue) == {h1: 12}
     clock.now = 43200 - 0.5
     assert beat.beat() is None, "nothing left to give: the lease is dropped"
-    assert pending(ack) == {}
+    assert await sent(ack, queue) == {}
 
 
 async def test_off_or_too_short_to_keep_up() -> None:
-    for heartbeat in (make(30, enabled=False)[0], make(0.5)[0]):
+    for heartbeat in ((await make(30, enabled=False))[0], (await make(0.5))[0]):
         heartbeat.track("h1", "m1", received_at=0.0)
         assert heartbeat.beat() is None
 

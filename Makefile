@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .cache/tools
 
-.PHONY: all venv demo test check lint typecheck pytest tools bench chaos e2e crds clean
+.PHONY: all venv demo test unit check lint typecheck pytest tools bench chaos e2e crds clean
 
 all: test
 
@@ -25,6 +25,10 @@ demo: venv
 ## The whole suite: lint, types, then every test (chart tests need helm: `make tools`).
 test: check tools
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -p no:cacheprovider
+
+## The fast loop: the pure and in-memory tests only (no servers, processes or helm), under 15 s.
+unit: venv
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 check: lint typecheck
 

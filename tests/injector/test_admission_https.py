@@ -22,7 +22,7 @@ from tests.injector.conftest import assert_valid_pod, containers, env_of, patche
 from tests.injector.harness import Injector, ready_binding, replicaset_pod, running_injector
 from tests.support.pss import violations
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 NOT_READY = {  # the operator cannot read the queue: not its business to refuse pods
     "conditions": [

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from carrier_operator import admission
 from tests.injector.harness import ready_binding, replicaset_pod, running_injector
 from tests.support.kube import BINDINGS
 from tests.support.servers import eventually
+
+pytestmark = pytest.mark.slow  # real servers or processes
 
 
 async def test_admit_mode_lets_the_pod_through_without_the_sidecar_and_warns() -> None:

@@ -14,6 +14,8 @@ from tests.injector.harness import running_injector, webhook_configuration
 from tests.support.kube import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS, FakeKube
 from tests.support.servers import eventually
 
+pytestmark = pytest.mark.slow  # real servers or processes
+
 
 def _bundle(kube: FakeKube, resource: str, name: str) -> str:
     obj = kube.get(resource, None, name) or {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 
 from carrier_operator.admission import ENDPOINTS
@@ -29,6 +30,8 @@ from carrier_operator.certs import (
 from carrier_operator.config import OperatorSettings
 from carrier_operator.webhook_server import InjectorServer
 from tests.support.servers import eventually, free_port
+
+pytestmark = pytest.mark.slow  # real servers or processes
 
 CONFIG = OperatorSettings(service_namespace="carrier-system")
 SANS = webhook_sans(CONFIG)

@@ -35,6 +35,8 @@ from tests.injector.harness import (
 from tests.support.kube import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS
 from tests.support.servers import eventually
 
+pytestmark = pytest.mark.slow  # real servers or processes
+
 CONFIG = OperatorSettings(service_name="carrier-operator", service_namespace="carrier-system")
 SANS = webhook_sans(CONFIG)
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)

@@ -32,7 +32,7 @@ from tests.injector.harness import (
     running_injector,
 )
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chaos]
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chaos, pytest.mark.slow]
 
 FULL = os.environ.get("CARRIER_CHAOS") == "full"
 COUNT = 10_000 if FULL else 1_000

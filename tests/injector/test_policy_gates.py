@@ -20,6 +20,8 @@ from tests.injector.harness import READY, ready_binding, replicaset_pod, running
 from tests.support.kube import BINDINGS, binding_object, condition, fake_kube, running_operator
 from tests.support.servers import MotoServer, eventually, free_port
 
+pytestmark = pytest.mark.slow  # real servers or processes
+
 NAMESPACE = "team-a"
 
 

@@ -18,6 +18,8 @@ from tests.injector.harness import Injector, ready_binding, replicaset_pod, runn
 from tests.support.kube import NODES, FakeKube, node_object
 from tests.support.servers import eventually
 
+pytestmark = pytest.mark.slow  # real servers or processes
+
 BINDINGS = [ready_binding("team-a", "orders")]
 
 

@@ -25,6 +25,8 @@ from tests.support.kube import (
 )
 from tests.support.kube_access import ADMIN, ADMIN_TOKEN, OPERATOR, OPERATOR_TOKEN
 
+pytestmark = pytest.mark.slow  # a real HTTP(S) fake API server
+
 
 async def call(
     kube: FakeKube, path: str, token: str | None = None, method: str = "GET", body: Any = None

@@ -17,6 +17,8 @@ from tests.support.kube import PODS, FakeKube, fake_kube, pod_object
 from tests.support.kube_access import OPERATOR
 from tests.support.servers import eventually
 
+pytestmark = pytest.mark.slow  # real servers or processes
+
 
 def test_the_index_keeps_only_live_labelled_pods() -> None:
     index = BoundPods()

@@ -20,6 +20,8 @@ from tests.operator.conftest import NAMESPACE
 from tests.support.kube import BINDINGS, FakeKube, OperatorHandle, binding_object, condition
 from tests.support.servers import MotoServer, eventually, free_port
 
+pytestmark = pytest.mark.slow  # real servers or processes
+
 SCRIPT = str(Path(sys.executable).parent / "carrier-operator")
 
 

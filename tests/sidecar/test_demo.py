@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real servers or processes
+
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
 
 

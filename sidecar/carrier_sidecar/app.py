@@ -1,11 +1,15 @@
-"""Wires receive → transmit → acknowledge, and owns start-up and the shutdown sequence.
+"""Wires receive → deliver → acknowledge, and owns start-up and the shutdown sequence.
 
-Shutdown, whatever the cause (SIGTERM/SIGINT/SIGHUP/SIGQUIT, the webhook going offline, ``stop`` set by a
-caller, or ``GET /drain``) is one sequence in :func:`run`: stop receiving (receives already on
-the wire land, then the loops are cancelled) → release held messages not yet POSTed (after a
-drain call: deliver them, the worker is still serving) → wait for deliveries in flight up to
-``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush
-acknowledgements → close clients → exit code (after a drain: idle until the signal first).
+:func:`run` is the whole life of a sidecar: :meth:`Sidecar.start` (open SQS and the probe port,
+resolve the queue, wait for the webhook, start the loops), :meth:`Sidecar.serve` (until a cause
+to stop), :meth:`Sidecar.shut_down`, :meth:`Sidecar.close`.
+
+Shutdown, whatever the cause (SIGTERM/SIGINT/SIGHUP/SIGQUIT, the webhook going offline, ``stop``
+set by a caller, or ``GET /drain``) is one sequence: stop receiving (receives already on the
+wire land, then the loops are cancelled) → release held messages not yet POSTed (after a drain
+call: deliver them, the worker is still serving) → wait for deliveries in flight up to
+``CARRIER_SHUTDOWN_TIMEOUT`` → release those still running → flush acknowledgements → close
+clients → exit code (after a drain: idle until the signal first).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .acknowledger import Acknowledger
@@ -55,90 +60,128 @@ async def run(
     early_signals: Sequence[int] = (),
 ) -> int:
     """Run until stopped; return the process exit code. Raises ConfigError before receiving."""
-    stop = stop or asyncio.Event()
-    metrics = metrics or Metrics()
-    loop = asyncio.get_running_loop()
-    port = SqsPort(settings, metrics)
-    session = open_session(settings)
-    gate = WebhookHealthGate(settings, session)
-    liveness = Liveness(
-        settings.sqs_receivers,
-        stale_after=2 * settings.sqs_wait_time + 15 + LIVENESS_MARGIN,
-    )
-    state = {"draining": False}
-    # ``stop`` = a signal (exit once done); ``halt`` = stop receiving (a signal, or a drain call).
-    drain = Drain(settings.drain_token)
-    halt = asyncio.Event()
+    sidecar = Sidecar(settings, stop or asyncio.Event(), metrics or Metrics())
+    signals = _SignalHandlers(asyncio.get_running_loop(), sidecar.stop) if handle_signals else None
+    if early_signals:  # caught by __main__ before this loop could handle signals
+        sidecar.stop.set()
+    try:
+        flow = await sidecar.start(on_probe_port)
+        if flow is None:  # stopped before the first receive
+            return await sidecar.drain.settle(EXIT_OK, sidecar.stop)
+        exit_code = await sidecar.serve(flow)
+        await sidecar.shut_down(flow)
+        log.info("shutdown complete", extra={"exit_code": exit_code})
+        return await sidecar.drain.settle(exit_code, sidecar.stop)
+    finally:
+        await sidecar.close()
+        if signals is not None:
+            signals.remove()
 
-    def ready() -> bool:
+
+@dataclass(slots=True)
+class Flow:
+    """The receive → deliver → acknowledge parts, built once the queue and webhook are known."""
+
+    ack: Acknowledger
+    engine: DeliveryEngine
+    receivers: list[asyncio.Task[None]]
+
+
+class Sidecar:
+    """One sidecar's parts and its steps: :meth:`start`, :meth:`serve`, :meth:`shut_down`.
+
+    ``stop`` is a signal (exit once done); ``halt`` is "stop receiving" (a signal, or a drain
+    call, after which the process idles until its signal).
+    """
+
+    def __init__(self, settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.metrics = metrics
+        self.port = SqsPort(settings, metrics)
+        self.session = open_session(settings)
+        self.gate = WebhookHealthGate(settings, self.session)
+        self.liveness = Liveness(
+            settings.sqs_receivers,
+            stale_after=2 * settings.sqs_wait_time + 15 + LIVENESS_MARGIN,
+        )
+        self.drain = Drain(settings.drain_token)
+        self.halt = asyncio.Event()
+        self.draining = False
+        self.background: list[asyncio.Task[Any]] = []
+        self.receivers: list[asyncio.Task[None]] = []
+        self.probe: ProbeServer | None = None
+        if settings.http_bind is not None:
+            self.probe = ProbeServer(settings.http_bind, metrics, self.liveness.live, self.ready)
+            if self.drain.enabled:
+                self.probe.add_route(DRAIN_PATH, self.drain.handle)
+
+    def ready(self) -> bool:
         return (
-            port.resolved
-            and port.health.healthy
-            and gate.online
-            and not state["draining"]
-            and not halt.is_set()
+            self.port.resolved
+            and self.port.health.healthy
+            and self.gate.online
+            and not self.draining
+            and not self.halt.is_set()
         )
 
-    probe = None
-    bind = settings.http_bind
-    if bind is not None:
-        probe = ProbeServer(bind, metrics, liveness.live, ready)
-        if drain.enabled:
-            probe.add_route(DRAIN_PATH, drain.handle)
-    signals = _SignalHandlers(loop, stop) if handle_signals else None
-    if early_signals:  # caught by __main__ before this loop could handle signals
-        stop.set()
-    background: list[asyncio.Task[Any]] = [asyncio.ensure_future(relay(stop, drain, halt))]
-    receivers: list[asyncio.Task[None]] = []
-    exit_code = EXIT_OK
-    try:
-        await port.open()
-        if probe is not None:
-            try:
-                await probe.start()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{env_name('http_addr')}: cannot listen on {settings.http_addr}: {exc.strerror}"
-                ) from None
-            if on_probe_port is not None:
-                on_probe_port(probe.port)
-        if not await _until_stopped(port.resolve(), halt):
-            return await drain.settle(EXIT_OK, stop)
+    async def start(self, on_probe_port: Callable[[int], None] | None) -> Flow | None:
+        """Open SQS and the probe port, resolve the queue, wait for the webhook, start the
+        loops; None if stopped before that."""
+        self.background.append(asyncio.ensure_future(relay(self.stop, self.drain, self.halt)))
+        await self.port.open()
+        await self._open_probe_port(on_probe_port)
+        if not await _until_stopped(self.port.resolve(), self.halt):
+            return None
         log.info(
             "queue resolved",
             extra={
-                "queue_url": port.queue_url,
-                "visibility_timeout": port.visibility_timeout,
-                "fifo": settings.is_fifo,
+                "queue_url": self.port.queue_url,
+                "visibility_timeout": self.port.visibility_timeout,
+                "fifo": self.settings.is_fifo,
             },
         )
-        if not await gate.wait_online(halt):
-            return await drain.settle(EXIT_OK, stop)
+        if not await self.gate.wait_online(self.halt):
+            return None
+        return self._start_flow()
 
-        ack = Acknowledger(port, metrics)
+    async def _open_probe_port(self, on_probe_port: Callable[[int], None] | None) -> None:
+        if self.probe is None:
+            return
+        try:
+            await self.probe.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"{env_name('http_addr')}: cannot listen on {self.settings.http_addr}: "
+                f"{exc.strerror}"
+            ) from None
+        if on_probe_port is not None:
+            on_probe_port(self.probe.port)
+
+    def _start_flow(self) -> Flow:
+        settings, port = self.settings, self.port
+        ack = Acknowledger(port, self.metrics)
         heartbeat = Heartbeat(ack, port.visibility_timeout, enabled=settings.sqs_heartbeat)
         source = event_source(port.queue_url, port.region, settings.queue_label)
-        webhook_client = WebhookClient(settings, session, source=source)
+        webhook_client = WebhookClient(settings, self.session, source=source)
         ack.lease_end = heartbeat.lease_end
         failures = FailureLog()
-        engine = DeliveryEngine(settings, webhook_client, ack, heartbeat, metrics, failures)
-        background.append(asyncio.ensure_future(ack.run()))
-        background.append(asyncio.ensure_future(failures.run()))
-        background.append(asyncio.ensure_future(heartbeat.run()))
+        engine = DeliveryEngine(settings, webhook_client, ack, heartbeat, self.metrics, failures)
+        self.background += [
+            asyncio.ensure_future(ack.run()),
+            asyncio.ensure_future(failures.run()),
+            asyncio.ensure_future(heartbeat.run()),
+        ]
         if settings.enable_stat_log:
             from .statlog import run_stat_log
 
-            background.append(asyncio.ensure_future(run_stat_log(metrics, settings.stat_log_timer)))
-        receivers = [
-            asyncio.ensure_future(receive_loop(i, settings, port, engine, liveness))
+            self.background.append(
+                asyncio.ensure_future(run_stat_log(self.metrics, settings.stat_log_timer))
+            )
+        self.receivers = [
+            asyncio.ensure_future(receive_loop(i, settings, port, engine, self.liveness))
             for i in range(settings.sqs_receivers)
         ]
-        stopped = asyncio.ensure_future(halt.wait())
-        watched: set[asyncio.Future[Any]] = {stopped, *receivers}
-        if settings.webhook_health_check_endpoint is not None:
-            watch = asyncio.ensure_future(gate.watch())
-            background.append(watch)
-            watched.add(watch)
         log.info(
             "receiving",
             extra={
@@ -148,46 +191,57 @@ async def run(
                 "webhook": settings.webhook_endpoint,
             },
         )
+        return Flow(ack, engine, self.receivers)
+
+    async def serve(self, flow: Flow) -> int:
+        """Until a stop, a drain call, the webhook going offline or a receive loop crashing;
+        returns the exit code that cause means."""
+        stopped = asyncio.ensure_future(self.halt.wait())
+        watched: set[asyncio.Future[Any]] = {stopped, *flow.receivers}
+        if self.settings.webhook_health_check_endpoint is not None:
+            watch = asyncio.ensure_future(self.gate.watch())
+            self.background.append(watch)
+            watched.add(watch)
         settle()  # start-up is over: give its garbage back before the first long poll idles
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
-        exit_code = _exit_code(done - {stopped})
+        return _exit_code(done - {stopped})
 
-        # --- the shutdown sequence ------------------------------------------------------------
-        state["draining"] = True
+    async def shut_down(self, flow: Flow) -> None:
+        """The shutdown sequence of the module docstring, up to the flushed acknowledgements."""
+        self.draining = True
         # A preStop drain holds the worker's SIGTERM until it answers: the worker is serving,
         # so what is held is delivered rather than released (see DeliveryEngine.drain).
-        deliver_held = drain.requested.is_set()
-        await _let_receives_land(engine, liveness, deliver_held=deliver_held)
-        for task in receivers:
+        deliver_held = self.drain.requested.is_set()
+        await _let_receives_land(flow.engine, self.liveness, deliver_held=deliver_held)
+        for task in flow.receivers:
             task.cancel()
-        await asyncio.gather(*receivers, return_exceptions=True)
+        await asyncio.gather(*flow.receivers, return_exceptions=True)
         log.info(
             "stopped receiving; draining",
             extra={
-                "held": engine.held,
-                "timeout": settings.shutdown_timeout,
+                "held": flow.engine.held,
+                "timeout": self.settings.shutdown_timeout,
                 "delivering_held": deliver_held,
             },
         )
-        await engine.drain(settings.shutdown_timeout)
-        await ack.flush()
-        log.info("shutdown complete", extra={"exit_code": exit_code})
-        if not stop.is_set():  # drained by the preStop hook: nothing runs while idling
-            _quiesce(background, liveness, settings.sqs_receivers)
-        return await drain.settle(exit_code, stop)
-    finally:
-        drain.done.set()  # never leave a drain call waiting on the way out
-        state["draining"] = True
-        for task in receivers + background:
+        await flow.engine.drain(self.settings.shutdown_timeout)
+        await flow.ack.flush()
+        if not self.stop.is_set():  # drained by the preStop hook: nothing runs while idling
+            _quiesce(self.background, self.liveness, self.settings.sqs_receivers)
+
+    async def close(self) -> None:
+        """Whatever happened: answer drain calls, cancel every loop, close ports and clients."""
+        self.drain.done.set()  # never leave a drain call waiting on the way out
+        self.draining = True
+        tasks = self.receivers + self.background
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*receivers, *background, return_exceptions=True)
-        if signals is not None:
-            signals.remove()
-        if probe is not None:
-            await probe.stop()
-        await session.close()
-        await port.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.probe is not None:
+            await self.probe.stop()
+        await self.session.close()
+        await self.port.close()
 
 
 async def _let_receives_land(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,3 +74,10 @@ async def webhook() -> AsyncIterator[WebhookRecorder]:
         yield recorder
     finally:
         await recorder.stop()
+
+
+@pytest.fixture(scope="session")
+def sidecar_command() -> list[str]:
+    found = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
+    assert found, "carrier-sidecar is not installed in the venv (pip install -e '.[dev]')"
+    return [found]

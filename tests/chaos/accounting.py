@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tests.chaos.faulty_webhook import Delivery
-from tests.chaos.sidecar import Incarnation
-from tests.chaos.sqs_proxy import Ack, Ledger, Receive
+from tests.support.sidecar_runner import Incarnation
+from tests.support.sqs_proxy import Ack, Ledger, Receive
 
 CAUSES = ("server", "sigkill", "sqs_outage", "sigterm", "timeout", "late_ack", "sidecar")
 

@@ -25,10 +25,10 @@ from aiobotocore.session import get_session
 
 from tests.chaos.accounting import Report, Window, account, order_violations
 from tests.chaos.faulty_webhook import FaultyWebhook
-from tests.chaos.sidecar import SidecarRunner
-from tests.chaos.sqs_proxy import SqsProxy
 from tests.support.queues import queue_counts
 from tests.support.servers import MotoServer, WebhookRecorder, eventually
+from tests.support.sidecar_runner import SidecarRunner
+from tests.support.sqs_proxy import SqsProxy
 
 VISIBILITY = 3.0
 REQUEST_TIMEOUT = 1.0

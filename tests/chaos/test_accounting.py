@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tests.chaos.accounting import Window, account, order_violations
 from tests.chaos.faulty_webhook import Delivery
-from tests.chaos.sidecar import Incarnation
-from tests.chaos.sqs_proxy import Ack, Ledger, Receive
+from tests.support.sidecar_runner import Incarnation
+from tests.support.sqs_proxy import Ack, Ledger, Receive
 
 
 def _ok(mid: str, inc: int, t: float, group: str | None = None, seq: int | None = None) -> Delivery:

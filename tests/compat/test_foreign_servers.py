@@ -23,8 +23,9 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 
-from tests.sidecar.conftest import SidecarProcess, depth, sidecar_process
+from tests.support.queues import depth
 from tests.support.servers import Received, WebhookRecorder, eventually, free_port
+from tests.support.sidecars import SidecarProcess, sidecar_process
 
 GO_ONLY = {  # the Go Carrier's names; CARRIER_HTTP_ADDR only moves the probe port off :9102
     "CARRIER_SQS_BATCH_SIZE": "10",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from tests.chaos.sqs_proxy import SqsProxy
+from tests.support.sqs_proxy import SqsProxy
 
 JSON = "application/x-amz-json-1.0"
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.chaos.sidecar import SidecarRunner
-from tests.chaos.sqs_proxy import SqsProxy
 from tests.fuzz.sqs_mischief import KINDS
 from tests.support.queues import queue_counts
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
+from tests.support.sidecar_runner import SidecarRunner
+from tests.support.sqs_proxy import SqsProxy
 
 ACTIONS = ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
 RECEIVERS = 2

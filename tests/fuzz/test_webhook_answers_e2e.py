@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.chaos.sidecar import SidecarRunner
 from tests.support.queues import queue_counts
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
+from tests.support.sidecar_runner import SidecarRunner
 
 REQUEST_TIMEOUT = 1.5
 Odd = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.chaos.sqs_proxy import SqsProxy
 from tests.injector.harness import pod_review
 from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, fake_kube, pod_object
 from tests.support.operators import RELEASE_NAMESPACE, Fleet, operators
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
+from tests.support.sqs_proxy import SqsProxy
 
 NAMESPACE = "team-a"
 NO_CREDENTIALS: dict[str, str | None] = {

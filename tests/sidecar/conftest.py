@@ -1,205 +1,97 @@
-"""The sidecar against real servers: helpers to arrange queues and run it in-process or as a process."""
+"""The sidecar suite's fixtures: a scriptable health endpoint (a real aiohttp server), a client
+session, a leaked-task check; and ``gate_settings`` for the health gate."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from carrier_sidecar import app
-from carrier_sidecar.metrics import Metrics
 from carrier_sidecar.settings import Settings
-from tests.chaos.sqs_proxy import Mischief, SqsProxy
-from tests.support.queues import queue_counts
-from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually
+from tests.support.servers import Received, WebhookRecorder, eventually, free_port
 
-FAST = {
-    "CARRIER_SQS_WAIT_TIME": "1s",
-    "CARRIER_HTTP_ADDR": "none",
-    "CARRIER_SHUTDOWN_TIMEOUT": "5s",
-    "CARRIER_WEBHOOK_REQUEST_TIMEOUT": "10s",
-}
-
-
-async def make_queue(sqs: Any, name: str, **attributes: str) -> str:
-    attrs = {"VisibilityTimeout": "30", **attributes}
-    if name.endswith(".fifo"):
-        attrs.setdefault("FifoQueue", "true")
-    created = await sqs.create_queue(QueueName=name, Attributes=attrs)
-    return str(created["QueueUrl"])
-
-
-async def depth(sqs: Any, url: str) -> tuple[int, int]:
-    """(visible, in flight) as the queue reports them."""
-    counts = await queue_counts(sqs, url)
-    return counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]
-
-
-async def drained(sqs: Any, url: str) -> bool:
-    return await depth(sqs, url) == (0, 0)
-
-
-def env_for(moto: MotoServer, queue: str, webhook_url: str, **overrides: str) -> dict[str, str]:
-    env = {
-        **FAST,
-        "CARRIER_SQS_ENDPOINT": moto.endpoint,
-        "CARRIER_SQS_QUEUE_NAME": queue,
-        "CARRIER_WEBHOOK_ENDPOINT": webhook_url,
-    }
-    env.update(overrides)
-    return env
+HANG_LIMIT = 15.0  # a "hanging" endpoint still answers eventually, so no test can wedge
 
 
 @dataclass
-class InProcess:
-    """The sidecar's ``app.run`` as a task of the test's loop, stopped through its event."""
+class HealthEndpoint:
+    """Answers from ``script`` (one status per request), then ``status``; or hangs if ``hang``."""
 
-    settings: Settings
-    metrics: Metrics = field(default_factory=Metrics)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    probe_port: int | None = None
-    task: asyncio.Task[int] | None = None
+    port: int = field(default_factory=free_port)
+    status: int = 200
+    script: list[int] = field(default_factory=list)
+    hang: bool = False
+    times: list[float] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: WebhookRecorder | None = None
 
-    def start(self) -> InProcess:
-        def seen(port: int) -> None:
-            self.probe_port = port
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
 
-        self.task = asyncio.ensure_future(
-            app.run(
-                self.settings,
-                stop=self.stop,
-                metrics=self.metrics,
-                handle_signals=False,
-                on_probe_port=seen,
-            )
-        )
+    @property
+    def hits(self) -> int:
+        return len(self.times)
+
+    async def _respond(self, _request: web.Request, _received: Received) -> web.StreamResponse:
+        self.times.append(time.monotonic())
+        if self.hang:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), HANG_LIMIT)
+        status = self.script.pop(0) if self.script else self.status
+        return web.Response(status=status, text="health")
+
+    async def up(self) -> HealthEndpoint:
+        self._server = await WebhookRecorder(responder=self._respond, port=self.port).start()
         return self
 
-    def counter(self, name: str) -> float:
-        return self.metrics.snapshot().get(name, 0.0)
-
-    async def finish(self, timeout: float = 20) -> int:
-        assert self.task is not None
-        self.stop.set()
-        return await asyncio.wait_for(self.task, timeout)
+    async def down(self) -> None:
+        self.release.set()
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
 
 
-@contextlib.asynccontextmanager
-async def in_process(env: Mapping[str, str]) -> AsyncIterator[InProcess]:
-    sidecar = InProcess(Settings.load(env)).start()
+@pytest.fixture
+async def endpoint() -> AsyncIterator[HealthEndpoint]:
+    """A health endpoint on a reserved port, not started: call ``await endpoint.up()``."""
+    server = HealthEndpoint()
     try:
-        yield sidecar
+        yield server
     finally:
-        assert sidecar.task is not None
-        if not sidecar.task.done():
-            sidecar.stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sidecar.task, 20)
-        elif not sidecar.task.cancelled() and sidecar.task.exception() is not None:
-            raise sidecar.task.exception()  # type: ignore[misc]
+        await server.down()
 
 
-@contextlib.asynccontextmanager
-async def proxy_to(
-    moto: MotoServer, mischief: Mischief, before_stop: Callable[[], None] | None = None
-) -> AsyncIterator[SqsProxy]:
-    """The chaos suite's recording SQS proxy in front of moto, misbehaving as ``mischief`` says;
-    ``before_stop`` lets go of whatever the mischief holds, so the proxy can stop."""
-    proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, mischief=mischief).start()
-    try:
-        yield proxy
-    finally:
-        if before_stop is not None:
-            before_stop()
-        await proxy.stop()
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
-@pytest.fixture(scope="session")
-def sidecar_command() -> list[str]:
-    found = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
-    assert found, "carrier-sidecar is not installed in the venv (pip install -e '.[dev]')"
-    return [found]
+def gate_settings(url: str | None, **fields: Any) -> Settings:
+    values: dict[str, Any] = {"sqs_queue_name": "q", "webhook_health_check_interval": 0.05}
+    if url is not None:
+        values["webhook_health_check_endpoint"] = url
+    values.update(fields)
+    return Settings.from_fields(values)
 
 
-def process_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A clean environment for the real process: the test's CARRIER_* only, AWS test credentials."""
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("CARRIER_")}
-    return {**base, **AWS_TEST_ENV, "PYTHONUNBUFFERED": "1", **env}
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail if the test leaves tasks running. List it first, so it is torn down last."""
+    before = set(asyncio.all_tasks())
 
+    def leaked() -> set[asyncio.Task[Any]]:
+        return {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
 
-__all__ = [
-    "depth",
-    "drained",
-    "env_for",
-    "eventually",
-    "in_process",
-    "make_queue",
-    "process_env",
-    "proxy_to",
-]
-
-
-@dataclass
-class SidecarProcess:
-    """The real ``carrier-sidecar`` process; its stdout lines are collected as they come."""
-
-    proc: asyncio.subprocess.Process
-    lines: list[str] = field(default_factory=list)
-    reader: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def start(cls, command: list[str], env: Mapping[str, str]) -> SidecarProcess:
-        proc = await asyncio.create_subprocess_exec(
-            *command,
-            env=process_env(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self = cls(proc)
-        self.reader = asyncio.ensure_future(self._read())
-        return self
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    def logged(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    async def wait(self, timeout: float) -> int:
-        code = await asyncio.wait_for(self.proc.wait(), timeout)
-        if self.reader is not None:
-            await asyncio.wait_for(self.reader, 5)
-        return code
-
-    async def stderr(self) -> str:
-        assert self.proc.stderr is not None
-        return (await asyncio.wait_for(self.proc.stderr.read(), 5)).decode(errors="replace")
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        if self.reader is not None:
-            self.reader.cancel()
-
-
-@contextlib.asynccontextmanager
-async def sidecar_process(
-    command: list[str], env: Mapping[str, str]
-) -> AsyncIterator[SidecarProcess]:
-    process = await SidecarProcess.start(command, env)
-    try:
-        yield process
-    finally:
-        await process.kill()
+    yield
+    with contextlib.suppress(TimeoutError):
+        await eventually(lambda: not leaked(), 2.0, "tasks to finish")
+    assert not leaked(), f"tasks left running: {leaked()}"

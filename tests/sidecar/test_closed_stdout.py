@@ -6,9 +6,9 @@ import asyncio
 import signal
 from typing import Any
 
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, WebhookRecorder
-
-from .conftest import env_for, make_queue, process_env
+from tests.support.sidecars import env_for, process_env
 
 
 async def test_logging_to_a_closed_pipe_is_silent_and_the_drain_still_exits_0(

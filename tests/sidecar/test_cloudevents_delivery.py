@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.cloudevents_reader import attributes, read_event
+from tests.support.queues import drained, make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually
-
-from .conftest import drained, env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

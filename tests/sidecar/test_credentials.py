@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually, free_port
-
-from .conftest import SidecarProcess, depth, env_for, make_queue, process_env
+from tests.support.sidecars import SidecarProcess, env_for, process_env
 
 ROLE = "arn:aws:iam::123456789012:role/carrier"
 STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.support.queues import depth, drained, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
-
-from .conftest import depth, drained, env_for, in_process, make_queue
+from tests.support.sidecars import env_for, in_process
 
 
 def sample(sidecar: Any, name: str, **labels: str) -> float:

@@ -10,9 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from carrier_sidecar.drain import DRAIN_PATH, TOKEN_HEADER
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
-
-from .conftest import InProcess, depth, env_for, in_process, make_queue
+from tests.support.sidecars import InProcess, env_for, in_process
 
 TOKEN = "t0ken-for-this-pod-only-0123456789"
 

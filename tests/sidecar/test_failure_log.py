@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 
 from carrier_sidecar.failurelog import MAX_REASONS, SUMMARY_INTERVAL, FailureLog
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
-
-from .conftest import env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 
 def test_warnings_per_window_are_bounded_and_counted(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.queues import drained, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
-
-from .conftest import drained, env_for, in_process, make_queue
+from tests.support.sidecars import env_for, in_process
 
 GROUPS = ("alpha", "beta", "gamma", "delta")
 PER_GROUP = 6

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.support.queues import drained, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
-
-from .conftest import drained, env_for, in_process, make_queue
+from tests.support.sidecars import env_for, in_process
 
 
 def slow_webhook(seconds: float) -> Any:

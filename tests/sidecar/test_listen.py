@@ -10,9 +10,9 @@ import pytest
 
 from carrier_sidecar.listen import Bind, bind_plan, describe, listen_sockets
 from tests.support.dual_stack import ipv6_loopback, requires_ipv6, statuses
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, eventually, free_port
-
-from .conftest import env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 
 @pytest.mark.parametrize("host", ["", "*", "::", "[::]"])

@@ -19,9 +19,9 @@ from carrier_operator.config import OperatorSettings
 from carrier_operator.injection import sidecar_container
 from carrier_operator.resources import quantity_bytes
 from carrier_sidecar.sizing import MAX_MESSAGE_BYTES, held_messages_for
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
-
-from .conftest import env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 ROUNDS = 3
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, eventually, free_port
-
-from .conftest import env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 # Runs the real entry point and writes the modules loaded by then when it exits (after SIGTERM).
 WRAPPER = """

@@ -1,4 +1,4 @@
-"""H2's health gate, probes, metrics and stat log, wired into the delivery flow (integration)."""
+"""The health gate, probes, metrics and stat log, wired into the delivery flow (integration)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.support.queues import depth, drained, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
-
-from .conftest import depth, drained, env_for, in_process, make_queue, sidecar_process
+from tests.support.sidecars import env_for, in_process, sidecar_process
 
 
 def receives(sidecar: Any) -> float:

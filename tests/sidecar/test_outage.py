@@ -7,9 +7,9 @@ from typing import Any
 
 from aiobotocore.session import get_session
 
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually, running_moto
-
-from .conftest import env_for, in_process, make_queue
+from tests.support.sidecars import env_for, in_process
 
 
 def receive_attempts(sidecar: Any, outcome: str) -> float:

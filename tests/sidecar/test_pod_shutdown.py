@@ -31,9 +31,9 @@ import aiohttp
 import pytest
 
 from carrier_sidecar.drain import DRAIN_PATH, TOKEN_HEADER
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, eventually, free_port
-
-from .conftest import SidecarProcess, depth, env_for, make_queue
+from tests.support.sidecars import SidecarProcess, env_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "pod-token-0123456789abcdefghijklmnop"

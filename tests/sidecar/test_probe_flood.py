@@ -13,9 +13,9 @@ import sys
 from typing import Any
 
 from bench.probe_flood import Flood, probe_for
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually, free_port
-
-from .conftest import env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 FLOOD_SECONDS = 5.0
 

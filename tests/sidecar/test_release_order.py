@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.chaos.sqs_proxy import SqsProxy
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
-
-from .conftest import depth, env_for, in_process, make_queue, proxy_to
+from tests.support.sidecars import env_for, in_process, proxy_to
+from tests.support.sqs_proxy import SqsProxy
 
 VISIBILITY = 6  # the first extension is sent 4 s after the receive
 SLOW_ANSWER = 3.0  # how long the server takes to answer that extension

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
-
-from .conftest import depth, env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 WINDOW = 8.0  # seconds of 429s counted from the first POST
 

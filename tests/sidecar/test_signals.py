@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually
+from tests.support.sidecars import env_for, sidecar_process
 
-from .conftest import depth, env_for, make_queue, sidecar_process
 from .test_process import holding_webhook
 
 

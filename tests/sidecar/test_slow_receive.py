@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.chaos.sqs_proxy import SqsProxy
+from tests.support.queues import drained, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
-
-from .conftest import drained, env_for, in_process, make_queue, proxy_to
+from tests.support.sidecars import env_for, in_process, proxy_to
+from tests.support.sqs_proxy import SqsProxy
 
 VISIBILITY = 4  # the heartbeat extends when a third (1.33 s) is left
 ANSWER_DELAY = 3.5  # longer than that third, shorter than the visibility

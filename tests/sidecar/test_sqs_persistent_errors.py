@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually, free_port
-
-from .conftest import env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 
 async def test_a_deleted_queue_turns_readyz_false_until_it_is_back(

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, eventually
-
-from .conftest import depth, env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 STREAM_LIMIT = 30.0  # seconds: no answer below streams longer than this
 HUGE = 100 * 1024 * 1024

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.queues import depth, drained, make_queue
 from tests.support.servers import MotoServer, WebhookRecorder, eventually, free_port
-
-from .conftest import depth, drained, env_for, in_process, make_queue, sidecar_process
+from tests.support.sidecars import env_for, in_process, sidecar_process
 
 TASKS = "nightly=/tasks/nightly,hourly=/tasks/hourly"
 

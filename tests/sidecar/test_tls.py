@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.queues import depth, drained, make_queue
 from tests.support.servers import MotoServer, eventually, free_port
-
-from .conftest import depth, drained, env_for, in_process, make_queue
+from tests.support.sidecars import env_for, in_process
 
 
 def self_signed(directory: Path) -> ssl.SSLContext:

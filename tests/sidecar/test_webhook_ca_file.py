@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, eventually, free_port
-
-from .conftest import depth, env_for, make_queue, sidecar_process
+from tests.support.sidecars import env_for, sidecar_process
 
 
 def _name(common: str) -> x509.Name:

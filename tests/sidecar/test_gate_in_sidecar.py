@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.sidecar.conftest import depth, env_for, in_process, make_queue
+from tests.support.queues import depth, make_queue
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
+from tests.support.sidecars import env_for, in_process
 
 from .conftest import HealthEndpoint
 

@@ -15,7 +15,6 @@ from carrier_operator import autoscaling, crd
 from carrier_operator.autoscaling import (
     Owner,
     Scaling,
-    autoscaling_problems,
     check_interval,
     depth_document,
     foreign_scalers,
@@ -73,16 +72,18 @@ def _strict(obj: Any, schema: dict[str, Any], where: str = "") -> list[str]:
     elif isinstance(obj, list):
         for i, item in enumerate(obj):
             problems += _strict(item, schema.get("items") or {}, f"{where}[{i}]")
-    elif isinstance(obj, int) and schema.get("format") == "int32":
-        if not INT32[0] <= obj <= INT32[1]:
-            problems.append(f"{where}: {obj} overflows int32")
+    elif (
+        isinstance(obj, int) and schema.get("format") == "int32" and not INT32[0] <= obj <= INT32[1]
+    ):
+        problems.append(f"{where}: {obj} overflows int32")
     return problems
 
 
 def _check_against_keda(obj: dict[str, Any]) -> None:
     jsonschema.Draft4Validator(SCHEMA).validate(obj)
     assert _strict(obj, SCHEMA) == []
-    assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "ScaledObject"
+    assert obj["apiVersion"] == "keda.sh/v1alpha1"
+    assert obj["kind"] == "ScaledObject"
     for trig in obj["spec"]["triggers"]:
         known = SCALERS[trig["type"]]
         metadata = trig["metadata"]
@@ -168,7 +169,8 @@ def test_defaults_are_kedas_own() -> None:
 
 def test_owned_by_the_binding_as_its_controller() -> None:
     meta = _render(_spec(authenticationRef={"name": "a"}))["metadata"]
-    assert meta["name"] == "orders" and meta["namespace"] == "team-a"
+    assert meta["name"] == "orders"
+    assert meta["namespace"] == "team-a"
     assert meta["labels"][BINDING_LABEL] == "orders"
     assert meta["ownerReferences"] == [
         {
@@ -237,7 +239,8 @@ def test_depth_document_shape_and_refusals() -> None:
     assert depth_document(None, now, 60)[0] == 404
     assert depth_document({"spec": {}, "status": {}}, now, 60)[0] == 503  # not read yet
     code, body = depth_document(entry, now + timedelta(seconds=120), 60)
-    assert code == 503 and "old" in body["error"]  # no leader has checked lately
+    assert code == 503
+    assert "old" in body["error"]
 
 
 def test_operator_source_reads_the_queue_as_often_as_keda_polls() -> None:

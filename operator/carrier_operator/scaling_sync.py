@@ -72,13 +72,15 @@ class ScalingSync:
 
         Raises :class:`~.leader.NotLeader` if leadership was lost before a write."""
         spec: Mapping[str, Any] = entry.get("spec") or {}
-        owner = Owner(key[0], key[1], str(entry.get("uid") or ""))
+        if not entry.get("uid"):  # an ownerReference needs it; kopf's index always has it
+            return
+        owner = Owner(key[0], key[1], str(entry["uid"]))
         scaling = scaling_of(spec)
         try:
             if scaling is None:
                 if _was_managed(obs):
                     if self.enabled and await self._keda_installed():
-                        await self._remove(owner, scaled=True, auth=True)
+                        await self._remove(owner)
                     obs.autoscaling = ScalingReport()
                 return
             obs.autoscaling = await self._apply(owner, scaling, settings, obs)
@@ -205,12 +207,9 @@ class ScalingSync:
         logger.info("updated %s %s/%s", desired["kind"], owner.namespace, owner.name)
         return patched or desired
 
-    async def _remove(self, owner: Owner, *, scaled: bool, auth: bool) -> None:
-        """Delete the binding's own ScaledObject / TriggerAuthentication, if there."""
-        plurals = [
-            p for p, on in (("scaledobjects", scaled), ("triggerauthentications", auth)) if on
-        ]
-        for plural in plurals:
+    async def _remove(self, owner: Owner) -> None:
+        """Delete the binding's own ScaledObject and TriggerAuthentication, if there."""
+        for plural in ("scaledobjects", "triggerauthentications"):
             path = _keda(owner.namespace, plural, owner.name)
             current = await self.api.get(path)
             if current is not None and owned_by(current, owner.uid):

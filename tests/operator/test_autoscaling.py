@@ -362,3 +362,37 @@ async def test_depth_endpoint_answers_keda_from_every_replica(
                 return (body["visible"], body["inFlight"], body["value"]) == (1, 2, 3)
 
             await eventually(in_flight, 20, "in-flight messages counted in value")
+
+
+async def test_a_hand_edit_is_reverted_and_keda_verdicts_are_reported(
+    keda: FakeKube, moto: MotoServer, sqs: Any, queue_name: str
+) -> None:
+    kube = keda
+    await sqs.create_queue(QueueName=queue_name)
+    await _worker(kube)
+    async with running_operator(_config()):
+        spec = _spec(queue_name, moto, podIdentity={"provider": "aws"})
+        await kube.create(BINDINGS, binding_object(NAMESPACE, "orders", spec))
+        await _reason(kube, "orders", "ScaledObjectApplied")
+        await kube.patch(SCALED_OBJECTS, NAMESPACE, "orders", {"spec": {"maxReplicaCount": 99}})
+        await eventually(
+            lambda: (
+                (kube.get(SCALED_OBJECTS, NAMESPACE, "orders") or {})["spec"]["maxReplicaCount"]
+                == 4
+            ),
+            20,
+            "the hand edit reverted to the binding's maxReplicas",
+        )
+        # KEDA's part: it reports on the ScaledObject in its status.
+        refused = {"type": "Ready", "status": "False", "reason": "ScaledObjectCheckFailed"}
+        refused["message"] = "Target resource doesn't expose /scale subresource"
+        await kube.patch(SCALED_OBJECTS, NAMESPACE, "orders", {"status": {"conditions": [refused]}})
+        found = await _reason(kube, "orders", "ScaledObjectNotReady")
+        assert found["status"] == "False"
+        assert "KEDA: Target resource doesn't expose /scale subresource" in found["message"]
+        ready = {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"}
+        await kube.patch(SCALED_OBJECTS, NAMESPACE, "orders", {"status": {"conditions": [ready]}})
+        found = await _reason(kube, "orders", "ScaledObjectReady")
+        assert found["status"] == "True"
+        assert "KEDA reports it Ready" in found["message"]
+    _no_refusals(kube)

@@ -12,11 +12,13 @@ import functools
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from . import admission, reconcile
+from .autoscaling import depth_document
 from .binding import GROUP
 from .book import Book
 from .checker import Checker
@@ -28,6 +30,7 @@ from .liveness import serving_liveness
 from .logs import configure_logging
 from .pods import PodWatcher
 from .queues import QueueReader
+from .scaling_sync import ScalingSync
 from .spec_sync import SpecSync
 
 logger = logging.getLogger(__name__)
@@ -96,6 +99,9 @@ async def _startup(
         ),
         leadership=leadership,
         queue_check=config.queue_check,
+        scaling=ScalingSync(
+            api, leadership, enabled=config.autoscaling, endpoint_base=config.depth_endpoint_base
+        ),
     )
     pods.on_change = functools.partial(checker.touch, queue=False)
     memo.carrier = reconcile.Runtime(
@@ -139,6 +145,16 @@ def _probe(memo: Any, **_: Any) -> int:
     return len(carrier.book.keys()) if isinstance(carrier, reconcile.Runtime) else 0
 
 
+def _depth(memo: Any, namespace: str, name: str) -> tuple[int, dict[str, Any]]:
+    """The depth endpoint's answer from this replica's index (the same on every replica)."""
+    carrier = getattr(memo, "carrier", None)
+    if not isinstance(carrier, reconcile.Runtime):
+        return 503, {"error": "the operator is starting"}
+    entries = list(carrier.checker.bindings.get((namespace, name)) or ())
+    max_age = 3 * carrier.config.queue_check_interval + 30
+    return depth_document(entries[-1] if entries else None, datetime.now(UTC), max_age)
+
+
 def _leader_probe(memo: Any) -> bool:
     """The liveness endpoint also says whether this replica is the writer right now."""
     carrier = getattr(memo, "carrier", None)
@@ -157,7 +173,9 @@ async def run(
     memo = kopf.Memo(config=config)
     # Our own liveness listener, not kopf's liveness_endpoint: kopf binds one address family.
     async with serving_liveness(
-        config.liveness_port, lambda: {"bindings": _probe(memo), "leader": _leader_probe(memo)}
+        config.liveness_port,
+        lambda: {"bindings": _probe(memo), "leader": _leader_probe(memo)},
+        depth=functools.partial(_depth, memo),
     ):
         await _run_kopf(config, settings, memo, stop_flag=stop_flag, ready_flag=ready_flag)
 

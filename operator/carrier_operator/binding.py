@@ -26,9 +26,17 @@ BINDING_LABEL = f"{GROUP}/binding"
 LOOPBACK = "127.0.0.1"
 
 # Spec keys that configure the pod rather than the sidecar's settings.
-# (``rolloutOnChange`` and ``queueCheck`` steer the operator itself: no sidecar setting either.)
+# (``rolloutOnChange``, ``queueCheck`` and ``autoscaling`` steer the operator itself: no sidecar
+# setting either.)
 POD_KEYS = frozenset(
-    {"sidecar.image", "sidecar.resources", "sidecar.env", "rolloutOnChange", "queueCheck"}
+    {
+        "sidecar.image",
+        "sidecar.resources",
+        "sidecar.env",
+        "rolloutOnChange",
+        "queueCheck",
+        "autoscaling",
+    }
 )
 
 

@@ -18,10 +18,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .autoscaling import check_interval
 from .background import cancel_and_wait
 from .book import Book, Key
 from .leader import Leadership, NotLeader, SoleReplica
 from .queues import QueueReader
+from .scaling_sync import ScalingSync
 from .spec_sync import SpecSync, queue_check_off
 from .status import now_iso
 
@@ -53,9 +55,11 @@ class Checker:
         leadership: Leadership | None = None,
         queue_check: bool = True,
         concurrency: int = 8,
+        scaling: ScalingSync | None = None,
     ) -> None:
         self.book = book
         self.sync = sync
+        self.scaling = scaling
         self.leadership: Leadership = leadership or SoleReplica()
         self.queue_check = queue_check
         self.reader = reader
@@ -130,7 +134,7 @@ class Checker:
             self.book.forget(key)
         due = [key for key in present if self._due.get(key, 0.0) <= now]
         for key in due:
-            self._due[key] = now + self.interval
+            self._due[key] = now + self._interval_of(key)
         if now >= self._next_recount:  # catches pods that left the index without an event
             self._pods_dirty |= present
             self._next_recount = now + self.recount_every
@@ -147,6 +151,11 @@ class Checker:
                 logger.error("reconcile failed", exc_info=failure)
         if any(isinstance(f, NotLeader) for f in failures):
             raise NotLeader("leadership lost")
+
+    def _interval_of(self, key: Key) -> float:
+        entries = _values(self.bindings, key)
+        spec = (entries[-1].get("spec") or {}) if entries else {}
+        return check_interval(spec, self.interval)
 
     async def _check(self, key: Key) -> None:
         """Reconcile one binding: spec (validity, rollout, Events), then its queue, then status."""
@@ -167,6 +176,8 @@ class Checker:
                     logger.info("queue of %s/%s unreadable: %s", *key, probe.message)
             else:
                 obs.probe = None
+            if self.scaling is not None:
+                await self.scaling.sync(key, entry, settings, obs)
         obs.pods = self.bound_pods(key)
         await self.book.try_publish(key)
 

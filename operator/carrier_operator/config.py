@@ -82,6 +82,18 @@ class OperatorSettings(BaseSettings):
         "patch on them only with rollout.enabled); off: a Warning event says to restart them.",
     )
 
+    autoscaling: bool = Field(
+        False,
+        description="spec.autoscaling may create KEDA ScaledObjects (the chart grants the RBAC "
+        "only with autoscaling.enabled); off: such bindings get Autoscaling=False "
+        "AutoscalingDisabled.",
+    )
+    depth_endpoint: str = Field(
+        "",
+        description="Base URL at which KEDA reaches this operator's HTTP port for "
+        "spec.autoscaling.source: operator; empty = http://<service host>:<liveness port>.",
+    )
+
     # --- injection -------------------------------------------------------------------------
     sidecar_image: str = Field(
         "ghcr.io/carrier-k8s/carrier-sidecar:0.1.0", min_length=1, description="Default image."
@@ -161,6 +173,10 @@ class OperatorSettings(BaseSettings):
     @property
     def service_host(self) -> str:
         return f"{self.service_name}.{self.service_namespace}.svc"
+
+    @property
+    def depth_endpoint_base(self) -> str:
+        return self.depth_endpoint or f"http://{self.service_host}:{self.liveness_port}"
 
     @classmethod
     def load(cls, **overrides: Any) -> OperatorSettings:

@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 from carrier_sidecar.durations import format_duration
 from carrier_sidecar.settings import Settings, env_name, render_value
 
+from . import autoscaling
 from .binding import GROUP, KIND, PLURAL, VERSION, binding_paths
 
 # Go durations ("1m30s", "500ms") or plain seconds ("90", "1.5"), as the sidecar parses them.
@@ -228,6 +229,103 @@ SECTION_RULES: dict[str, list[dict[str, str]]] = {
 }
 
 
+AUTOSCALING_DOCS = {
+    "minReplicas": "Fewest replicas; 0 scales the workload to zero while the queue is idle.",
+    "maxReplicas": "Most replicas.",
+    "messagesPerReplica": "Messages one replica should have: KEDA aims at depth / this.",
+    "activationMessages": "Depth above which a workload at zero replicas is woken.",
+    "pollingSeconds": "Seconds between KEDA's depth reads (KEDA's pollingInterval).",
+    "cooldownSeconds": "Seconds of an idle queue before scaling to minReplicas 0 "
+    "(KEDA's cooldownPeriod).",
+}
+
+
+def autoscaling_schema() -> dict[str, Any]:
+    """``spec.autoscaling``: names, defaults and bounds from :mod:`.autoscaling`; the rules
+    across fields as CEL (the validating webhook applies the same, :func:`autoscaling_problems`)."""
+    props: dict[str, Any] = {
+        "target": {
+            "type": "object",
+            "description": "The workload to scale, in the binding's namespace.",
+            "required": ["name"],
+            "properties": {
+                "kind": {
+                    "type": "string",
+                    "enum": list(autoscaling.TARGET_KINDS),
+                    "default": autoscaling.TARGET_KINDS[0],
+                },
+                "name": {"type": "string", "minLength": 1},
+            },
+        },
+    }
+    for name, (default, low, high) in autoscaling.INTEGERS.items():
+        leaf: dict[str, Any] = {
+            "type": "integer",
+            "format": "int32",
+            "minimum": low,
+            "maximum": high,
+            "description": AUTOSCALING_DOCS[name],
+        }
+        if default is not None:
+            leaf["default"] = default
+        props[name] = leaf
+    props["includeInFlight"] = {
+        "type": "boolean",
+        "default": True,
+        "description": "Count messages in flight (received, not yet deleted) as depth.",
+    }
+    props["source"] = {
+        "type": "string",
+        "enum": list(autoscaling.SOURCES),
+        "default": autoscaling.SOURCES[0],
+        "description": "Who reads the depth: sqs = KEDA's aws-sqs-queue scaler with KEDA's AWS "
+        "identity; operator = KEDA's metrics-api scaler on the operator's depth endpoint.",
+    }
+    props["podIdentity"] = {
+        "type": "object",
+        "description": "source sqs: KEDA authenticates with its AWS pod identity (the operator "
+        "makes the TriggerAuthentication).",
+        "required": ["provider"],
+        "properties": {
+            "provider": {"type": "string", "enum": list(autoscaling.POD_IDENTITY_PROVIDERS)},
+            "roleArn": {"type": "string", "pattern": "^arn:"},
+            "identityOwner": {"type": "string", "enum": list(autoscaling.IDENTITY_OWNERS)},
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "!(has(self.roleArn) && has(self.identityOwner))",
+                "message": "set podIdentity.roleArn or podIdentity.identityOwner, not both",
+            }
+        ],
+    }
+    props["authenticationRef"] = {
+        "type": "object",
+        "description": "source sqs: a KEDA TriggerAuthentication of this namespace to use.",
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 1}},
+    }
+    return {
+        "type": "object",
+        "description": "Scale the target on the queue's depth with a KEDA ScaledObject the "
+        "operator owns.",
+        "required": list(autoscaling.REQUIRED),
+        "properties": props,
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.minReplicas <= self.maxReplicas",
+                "message": "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+            },
+            {
+                "rule": "self.source == 'operator' ? !has(self.podIdentity) && "
+                "!has(self.authenticationRef) : has(self.podIdentity) != "
+                "has(self.authenticationRef)",
+                "message": "source sqs needs exactly one of autoscaling.podIdentity and "
+                "autoscaling.authenticationRef; source operator takes neither",
+            },
+        ],
+    }
+
+
 def spec_schema() -> dict[str, Any]:
     leaves = {path: setting_schema(path, name) for path, name in binding_paths().items()}
     leaves.update(_extra_leaves())
@@ -246,6 +344,7 @@ def spec_schema() -> dict[str, Any]:
         properties[section]["x-kubernetes-validations"] = rules
     for section in ("delivery", "healthCheck", "sidecar", "webhook"):
         properties[section]["default"] = {}  # so the leaves' defaults apply
+    properties["autoscaling"] = autoscaling_schema()
     return {
         "type": "object",
         "description": "A queue, the webhook its messages go to, and how: pods opt in with the "
@@ -280,8 +379,8 @@ def status_schema() -> dict[str, Any]:
             "conditions": {
                 "type": "array",
                 "description": "Valid (the spec is accepted: the admission gate), "
-                "QueueReachable (the operator's own read of the queue) and Ready (valid and, "
-                "unless the check is off, reachable).",
+                "QueueReachable (the operator's own read of the queue), Ready (valid and, "
+                "unless the check is off, reachable) and, with spec.autoscaling, Autoscaling.",
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
                 "items": _condition(),
@@ -311,6 +410,16 @@ def status_schema() -> dict[str, Any]:
                 "what rolloutOnChange compares.",
             },
             "renderedEnvCount": {**count, "description": "CARRIER_* variables rendered."},
+            "autoscaling": {
+                "type": "object",
+                "description": "The KEDA ScaledObject the operator owns for spec.autoscaling, and "
+                "the replicas the workload has and KEDA's HPA wants.",
+                "properties": {
+                    "scaledObject": {"type": "string"},
+                    "currentReplicas": count,
+                    "desiredReplicas": count,
+                },
+            },
         },
     }
 
@@ -336,6 +445,24 @@ PRINTER_COLUMNS = [
         "type": "string",
         "priority": 1,
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {
+        "name": "ScaledObject",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.autoscaling.scaledObject",
+    },
+    {
+        "name": "Replicas",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.autoscaling.currentReplicas",
+    },
+    {
+        "name": "Desired",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.autoscaling.desiredReplicas",
     },
 ]
 

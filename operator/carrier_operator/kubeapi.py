@@ -174,6 +174,19 @@ class KubeAPI:
     async def get(self, path: str) -> dict[str, Any] | None:
         return await self.request("GET", path)
 
+    async def list_all(self, path: str, *, page: int = 500) -> list[dict[str, Any]]:
+        """Every item of a list, in pages of ``page`` (bounded: at most 1000 pages)."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(1000):
+            query = f"?limit={page}&continue={token}" if token else f"?limit={page}"
+            answer = await self.get(path + query) or {}
+            items += [i for i in answer.get("items") or [] if isinstance(i, dict)]
+            token = str((answer.get("metadata") or {}).get("continue") or "")
+            if not token:
+                break
+        return items
+
     async def server_version(self) -> dict[str, Any]:
         return await self.get("/version") or {}
 

@@ -25,19 +25,33 @@ from .config import OperatorConfigError
 logger = logging.getLogger(__name__)
 
 LIVENESS_PATH = "/healthz"
+DEPTH_ROUTE = "/bindings/{namespace}/{name}/queue"  # autoscaling.DEPTH_PATH (KEDA's metrics-api)
+
+DepthAnswer = Callable[[str, str], tuple[int, Mapping[str, Any]]]
 
 
 @contextlib.asynccontextmanager
 async def serving_liveness(
-    port: int, report: Callable[[], Mapping[str, Any]], host: str = ""
+    port: int,
+    report: Callable[[], Mapping[str, Any]],
+    host: str = "",
+    depth: DepthAnswer | None = None,
 ) -> AsyncIterator[int]:
-    """Serve ``GET /healthz`` → ``report()`` as JSON until the block exits; yields the port."""
+    """Serve ``GET /healthz`` → ``report()`` as JSON until the block exits; yields the port.
+    With ``depth``, also a binding's queue depth for KEDA (``DEPTH_ROUTE``)."""
 
     async def healthz(_request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response(dict(report()))
 
     app = aiohttp.web.Application()
     app.router.add_get(LIVENESS_PATH, healthz)
+    if depth is not None:
+
+        async def queue(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            code, body = depth(request.match_info["namespace"], request.match_info["name"])
+            return aiohttp.web.json_response(dict(body), status=code)
+
+        app.router.add_get(DEPTH_ROUTE, queue)
     runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:

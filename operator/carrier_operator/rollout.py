@@ -56,7 +56,7 @@ async def roll_out(
     result = Rollout()
     for plural, kind in WORKLOADS:
         base = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
-        for workload in await _list(api, base):
+        for workload in await api.list_all(base):
             if not uses_binding(workload, binding_name):
                 continue
             name = str((workload.get("metadata") or {}).get("name"))
@@ -72,19 +72,6 @@ async def roll_out(
             )
             result.restarted.append(f"{kind}/{name}")
     return result
-
-
-async def _list(api: KubeAPI, path: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token = ""
-    for _ in range(1000):  # pages of 500: bounded
-        query = f"?limit=500&continue={token}" if token else "?limit=500"
-        page = await api.get(path + query) or {}
-        items += [i for i in page.get("items") or [] if isinstance(i, dict)]
-        token = str((page.get("metadata") or {}).get("continue") or "")
-        if not token:
-            break
-    return items
 
 
 def _template_meta(workload: Mapping[str, Any]) -> Mapping[str, Any]:

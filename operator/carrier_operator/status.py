@@ -23,7 +23,17 @@ from .queues import QueueProbe
 READY = "Ready"
 QUEUE_REACHABLE = "QueueReachable"
 VALID = "Valid"
+AUTOSCALING = "Autoscaling"
 MAX_POD_NAMES = 20
+
+
+@dataclass(frozen=True)
+class ScalingReport:
+    """What the autoscaling step found (``scaling_sync.py``): the ``Autoscaling`` condition and
+    ``status.autoscaling``; both None when the binding asks for no autoscaling (removed)."""
+
+    verdict: tuple[str, str, str] | None = None  # (status, reason, message)
+    status: dict[str, Any] | None = None
 
 
 @dataclass
@@ -41,6 +51,7 @@ class Observed:
     checked_at: str | None = None
     pods: tuple[str, ...] | None = None
     check_off: str | None = None  # why the queue is not read (the check is turned off), if so
+    autoscaling: ScalingReport | None = None  # None: not looked at yet (the old condition stands)
     conditions: list[dict[str, Any]] = field(default_factory=list)
 
     def seed(self, status: Mapping[str, Any]) -> None:
@@ -71,6 +82,8 @@ def render(obs: Observed, now: str) -> dict[str, Any]:
         "lastChecked": obs.checked_at,
     }
     status.update({key: value for key, value in optional.items() if value is not None})
+    if obs.autoscaling is not None:  # null erases it (merge patch) once autoscaling is removed
+        status["autoscaling"] = obs.autoscaling.status
     if obs.probe is not None:
         status["queueUrl"] = obs.probe.url
         status["queueDepth"] = (
@@ -168,15 +181,25 @@ def _conditions(obs: Observed, now: str) -> list[dict[str, Any]]:
     if obs.spec_error is None and obs.probe is None and obs.check_off is None:
         kept = _still_valid(obs.conditions)
         if kept is not None:
-            obs.conditions = [*kept, made_valid]
+            obs.conditions = [*kept, made_valid, *_autoscaling_condition(obs, common)]
             return obs.conditions
     made = [
         _condition(READY, *ready, **common),
         _condition(QUEUE_REACHABLE, *reachable, **common),
         made_valid,
+        *_autoscaling_condition(obs, common),
     ]
     obs.conditions = made
     return made
+
+
+def _autoscaling_condition(obs: Observed, common: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``Autoscaling`` condition: new, the one written before (not looked at yet), or none."""
+    if obs.autoscaling is None:
+        return [dict(c) for c in common["previous"] if c.get("type") == AUTOSCALING]
+    if obs.autoscaling.verdict is None:
+        return []
+    return [_condition(AUTOSCALING, *obs.autoscaling.verdict, **common)]
 
 
 def _condition(

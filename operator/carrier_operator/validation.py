@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from carrier_sidecar.settings import Settings
 
+from .autoscaling import autoscaling_problems
 from .binding import BindingError, validate_spec
 from .config import OperatorSettings
 
@@ -38,6 +39,7 @@ def binding_problems(
     problems += _url_problems(settings, namespace, allow_remote_webhooks)
     problems += _http_addr_problems(spec, settings)
     problems += _sidecar_problems(spec.get("sidecar"))
+    problems += autoscaling_problems(spec.get("autoscaling"), settings)
     return problems
 
 

@@ -30,6 +30,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "pod-monitor": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "pdb-off": {"replicaCount": 2, "podDisruptionBudget": {"enabled": False}},
     "rollout": {"rollout": {"enabled": True}},
+    "autoscaling": {"autoscaling": {"enabled": True}},
     "replicas-2": {"replicaCount": 2},
     "namespaces": {"operator": {"namespaces": ["team-a", "team-b"]}, "replicaCount": 2},
     "fail-open": {"webhook": {"failurePolicy": "Ignore", "reinvocationPolicy": "Never"}},

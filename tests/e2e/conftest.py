@@ -168,6 +168,8 @@ def release(kube: Kube, sqs_endpoint: str) -> str:
         "operator.queueCheckInterval=5",
         "--set",
         "rollout.enabled=true",  # test_binding_change_rolls_the_worker_out
+        "--set",
+        "autoscaling.enabled=true",  # test_kind_keda.py (KEDA itself is installed there)
         *[
             arg
             for i, env in enumerate(AWS_DUMMY)

@@ -144,3 +144,55 @@ def labelled_pod(binding_name: str = BINDING) -> dict[str, Any]:
             ]
         },
     }
+
+
+# --- autoscaling (test_kind_keda.py) ------------------------------------------------------------
+SCALED = "scaled"
+SCALED_QUEUE = "e2e-scaled"
+SCALED_WORKER = "scaled-worker"
+KEDA_AUTH = "keda-aws"
+
+
+def keda_auth() -> list[dict[str, Any]]:
+    """The Secret and TriggerAuthentication KEDA's SQS scaler uses against the in-cluster moto
+    (static keys: moto takes any), named by the binding's ``autoscaling.authenticationRef``."""
+    keys = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": KEDA_AUTH, "namespace": APP_NS},
+            "type": "Opaque",
+            "stringData": keys,
+        },
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "TriggerAuthentication",
+            "metadata": {"name": KEDA_AUTH, "namespace": APP_NS},
+            "spec": {
+                "secretTargetRef": [
+                    {"parameter": "awsAccessKeyID", "name": KEDA_AUTH, "key": "AWS_ACCESS_KEY_ID"},
+                    {
+                        "parameter": "awsSecretAccessKey",
+                        "name": KEDA_AUTH,
+                        "key": "AWS_SECRET_ACCESS_KEY",
+                    },
+                ]
+            },
+        },
+    ]
+
+
+def scaled_binding(endpoint: str) -> dict[str, Any]:
+    """A binding that scales its worker from 0 to 4 on the queue's depth (KEDA's SQS scaler)."""
+    manifest = binding(endpoint, batch_size=5, name=SCALED, queue=SCALED_QUEUE)
+    manifest["spec"]["autoscaling"] = {
+        "target": {"kind": "Deployment", "name": SCALED_WORKER},
+        "minReplicas": 0,
+        "maxReplicas": 4,
+        "messagesPerReplica": 10,
+        "pollingSeconds": 5,
+        "cooldownSeconds": 30,
+        "authenticationRef": {"name": KEDA_AUTH},
+    }
+    return manifest

@@ -21,7 +21,17 @@ from tests.support.pss import pod_spec_of, violations
 from tests.support.servers import AWS_TEST_ENV, MotoServer, eventually, free_port
 
 from .kube import ROOT
-from .manifests import RECORDS, binding, labelled_pod, moto, worker
+from .manifests import (
+    RECORDS,
+    SCALED,
+    SCALED_WORKER,
+    binding,
+    keda_auth,
+    labelled_pod,
+    moto,
+    scaled_binding,
+    worker,
+)
 
 ENDPOINT = "http://sqs.carrier-e2e.svc:5000"
 
@@ -34,6 +44,8 @@ def _all() -> list[dict[str, Any]]:
         *worker(ENDPOINT, name="late-worker", binding_name="late", replicas=2),
         labelled_pod("late"),
         *moto(),
+        *worker(ENDPOINT, name=SCALED_WORKER, binding_name=SCALED, replicas=0),
+        *[m for m in keda_auth() if m["kind"] == "Secret"],
     ]
 
 
@@ -57,6 +69,24 @@ def test_binding_is_accepted_by_the_crd_and_the_operator() -> None:
         manifest = binding(ENDPOINT, batch_size=size)
         jsonschema.Draft4Validator(schema).validate(manifest)
         assert render_env(manifest["spec"])["CARRIER_SQS_BATCH_SIZE"] == str(size)
+
+
+def test_scaled_binding_is_accepted_and_names_its_worker() -> None:
+    """test_kind_keda.py's binding: the CRD schema and every rule the validating webhook applies."""
+    from carrier_operator.validation import binding_problems
+
+    crd = ROOT / "crds" / "carrierbinding.yaml"
+    schema = yaml.safe_load(crd.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    manifest = scaled_binding(ENDPOINT)
+    jsonschema.Draft4Validator(schema).validate(manifest)
+    assert binding_problems(manifest["spec"], "carrier-e2e", allow_remote_webhooks=False) == []
+    section = manifest["spec"]["autoscaling"]
+    assert (section["minReplicas"], section["maxReplicas"]) == (0, 4)
+    assert section["target"]["name"] == SCALED_WORKER
+    (auth,) = [m for m in keda_auth() if m["kind"] == "TriggerAuthentication"]
+    assert section["authenticationRef"]["name"] == auth["metadata"]["name"]
+    params = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
+    assert params == {"awsAccessKeyID", "awsSecretAccessKey"}  # KEDA's aws auth parameters
 
 
 async def test_worker_records_each_message_and_stops_on_sigterm(

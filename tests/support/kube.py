@@ -84,6 +84,9 @@ MUTATING_WEBHOOKS = "admissionregistration.k8s.io/v1/mutatingwebhookconfiguratio
 VALIDATING_WEBHOOKS = "admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 LEASES = "coordination.k8s.io/v1/leases"
 NODES = "v1/nodes"
+HPAS = "autoscaling/v2/horizontalpodautoscalers"
+SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
+TRIGGER_AUTHENTICATIONS = "keda.sh/v1alpha1/triggerauthentications"
 
 _VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
@@ -122,9 +125,37 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     ),
     LEASES: kmock.ResourceInfo(kind="Lease", singular="lease", namespaced=True),
     NODES: kmock.ResourceInfo(kind="Node", singular="node", namespaced=False),
+    HPAS: kmock.ResourceInfo(
+        kind="HorizontalPodAutoscaler",
+        singular="horizontalpodautoscaler",
+        namespaced=True,
+        shortnames={"hpa"},
+        subresources={"status"},
+    ),
 }
-for _info in RESOURCES.values():
+# KEDA's CRDs: served only by ``fake_kube(keda=True)``, so without it discovery of keda.sh and
+# every keda.sh request answer 404, as on a cluster without KEDA.
+KEDA_RESOURCES: dict[str, kmock.ResourceInfo] = {
+    SCALED_OBJECTS: kmock.ResourceInfo(
+        kind="ScaledObject",
+        singular="scaledobject",
+        namespaced=True,
+        shortnames={"so"},
+        subresources={"status"},
+    ),
+    TRIGGER_AUTHENTICATIONS: kmock.ResourceInfo(
+        kind="TriggerAuthentication",
+        singular="triggerauthentication",
+        namespaced=True,
+        shortnames={"ta", "triggerauth"},
+    ),
+}
+for _info in [*RESOURCES.values(), *KEDA_RESOURCES.values()]:
     _info.verbs = set(_VERBS)
+
+
+def _info_of(resource: str) -> kmock.ResourceInfo:
+    return RESOURCES[resource] if resource in RESOURCES else KEDA_RESOURCES[resource]
 
 
 class _Emulator(kmock.KubernetesEmulator):
@@ -579,7 +610,7 @@ class FakeKube:
         """Store objects directly, as ``create`` fills them: thousands in well under a second.
         Watches opened later see them; later changes go through ``create``/``patch``."""
         count = 0
-        info = RESOURCES[resource]
+        info = _info_of(resource)
         for obj in objects:
             body = self._filled(resource, obj)
             meta = body["metadata"]
@@ -598,7 +629,7 @@ class FakeKube:
         meta.setdefault("generation", 1)
         body["metadata"] = meta
         body.setdefault("apiVersion", _api_version(resource))
-        body.setdefault("kind", RESOURCES[resource].kind)
+        body.setdefault("kind", _info_of(resource).kind)
         return body
 
     # --- writing (over HTTP, so kopf's watches see it) ----------------------------------------
@@ -606,7 +637,7 @@ class FakeKube:
         """POST an object; fills apiVersion, resourceVersion, uid, creationTimestamp, generation."""
         body = self._filled(resource, obj)
         meta = body["metadata"]
-        namespace = meta.get("namespace") if RESOURCES[resource].namespaced else None
+        namespace = meta.get("namespace") if _info_of(resource).namespaced else None
         async with self.mock.post(_path(resource, namespace), json=body) as response:
             payload: dict[str, Any] = await response.json()
             if response.status >= 400:
@@ -797,16 +828,20 @@ async def fake_kube(
     *,
     tls: bool = False,
     chart_values: Mapping[str, Any] | None = None,
+    keda: bool = False,
 ) -> AsyncIterator[FakeKube]:
     """Start kmock on loopback with every resource declared; write the kubeconfig for it.
 
     Every request must authenticate; the operator's identity gets exactly the RBAC the chart
     renders for ``chart_values`` (match them to the operator's settings: ``namespaces``,
     ``replicaCount``). ``tls`` serves HTTPS from a test CA, which client certificates need.
+    ``keda`` serves KEDA's CRDs (keda.sh scaledobjects, triggerauthentications) as well.
     """
     mock = _Emulator()
     mock.write_hooks = []
     for key, info in RESOURCES.items():
+        mock.resources[key] = info
+    for key, info in KEDA_RESOURCES.items() if keda else ():
         mock.resources[key] = info
     mock.baseline_payloads = len(mock._payloads)
     mock.access = access = Access(rbac=chart_rbac(chart_values))

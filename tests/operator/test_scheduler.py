@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import kmock
 import pytest
 from aiohttp import web
 
 from carrier_operator.bindings_cache import index_entry
+from carrier_operator.book import Book
 from carrier_operator.events import SCHEDULE_SEND_FAILED, EventPoster
 from carrier_operator.kubeapi import KubeAPI
 from carrier_operator.leader import LeaderElector, Leadership, NotLeader, SoleReplica
@@ -557,3 +559,47 @@ async def test_access_denied_on_send_shows_in_status_and_as_one_warning(
         assert sends.calls == [(NAMESPACE, "orders", "hourly", "failed")] * 6
     finally:
         await proxy.stop()
+
+
+async def test_the_checkers_status_writes_and_the_schedulers_keep_each_others_keys(
+    kube: FakeKube, api: KubeAPI, reader: QueueReader, moto: MotoServer, sqs: Any, queue_name: str
+) -> None:
+    """The checker merge-patches its keys of status (no ``schedules``), the scheduler writes
+    only ``schedules`` under the resourceVersion: a checker write between the scheduler's read
+    and its claim is a 409 for the claim, which re-reads and keeps the conditions."""
+    url = (await sqs.create_queue(QueueName=queue_name))["QueueUrl"]
+    clock = Clock("2026-12-02T10:50:00Z")
+    await kube.create(
+        BINDINGS, binding_object(NAMESPACE, "orders", spec(moto.endpoint, queue_name, HOURLY))
+    )
+    book = Book(api)
+    obs = book.observed((NAMESPACE, "orders"))
+    obs.settings_hash, obs.env_count = "abc", 3
+    await book.publish((NAMESPACE, "orders"))
+    sched = scheduler(kube, api, reader, clock)
+    await sched.round()
+    clock.at("2026-12-02T11:00:00Z")
+    version = kube.get(BINDINGS, NAMESPACE, "orders")["metadata"]["resourceVersion"]  # type: ignore[index]
+
+    def checker_writes_first(request: kmock.Request) -> None:
+        """Just before the claim is applied, the checker's write lands (a new lastChecked and
+        so a new resourceVersion), as it may between the scheduler's GET and its PATCH."""
+        if "/status" in request.url.path and "resourceVersion" in str(request.data):
+            kube.mock.write_hooks.remove(checker_writes_first)
+            stored = kube.get(BINDINGS, NAMESPACE, "orders") or {}
+            stored["status"]["lastChecked"] = "2026-12-02T11:00:00Z"
+            stored["metadata"]["resourceVersion"] = str(int(version) + 1000)
+
+    kube.mock.write_hooks.append(checker_writes_first)
+    await sched.round()
+    assert ticks(await drain(sqs, url)) == [("hourly", "2026-12-02T11:00:00Z")]
+    conflicts = [s for s in kube.served("PATCH", "/orders/status") if s.status == 409]
+    assert len(conflicts) == 1
+    obs.checked_at = "2026-12-02T11:00:05Z"
+    await book.publish((NAMESPACE, "orders"))
+    status = kube.status(BINDINGS, NAMESPACE, "orders")
+    assert status["settingsHash"] == "abc"
+    assert status["lastChecked"] == "2026-12-02T11:00:05Z"
+    assert {c["type"] for c in status["conditions"]} == {"Ready", "QueueReachable", "Valid"}
+    assert status["schedules"][0]["lastScheduleTime"] == "2026-12-02T11:00:00Z"
+    assert status["schedules"][0]["lastResult"]["outcome"] == "Sent"

@@ -138,7 +138,7 @@ async def _startup(
 
 def _elected(checker: Checker, scheduler: Scheduler) -> None:
     checker.elected()
-    scheduler.wake()
+    scheduler.elected()
 
 
 def _schedule_clock(config: OperatorSettings) -> Callable[[], datetime]:

@@ -226,6 +226,7 @@ class Scheduler:
         self._warned: dict[tuple[Key, str], tuple[str, datetime]] = {}
         self._wake = asyncio.Event()
         self._next: datetime | None = None
+        self._announce = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -236,7 +237,12 @@ class Scheduler:
         self._task = None
 
     def wake(self) -> None:
-        """Look at every schedule now (leadership was just taken, or a binding changed)."""
+        """Look at every schedule now (a binding changed)."""
+        self._wake.set()
+
+    def elected(self) -> None:
+        """We just became the leader: look at every schedule now, and say so once done."""
+        self._announce = True
         self._wake.set()
 
     async def _run(self) -> None:
@@ -245,6 +251,12 @@ class Scheduler:
             if self.leadership.is_leader():
                 try:
                     await self.round()
+                    if self._announce:
+                        self._announce = False
+                        logger.info(
+                            "scheduler: took over the schedules (next tick %s)",
+                            rfc3339(self._next) if self._next is not None else "none",
+                        )
                 except NotLeader:
                     logger.info("leadership lost during a scheduler round: sends stopped")
                 except Exception:  # never let one bad round end the schedules

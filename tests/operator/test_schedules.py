@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from carrier_operator.binding import render_env
+from carrier_operator.binding import render_env, sidecar_hash
 from carrier_operator.scheduler import dedup_id, plan, send_request
 from carrier_operator.schedules import (
     Schedule,
@@ -256,3 +256,14 @@ def test_the_crd_schema_admits_a_full_entry() -> None:
         binding_problems({**BASE, "schedules": [entry]}, "team-a", allow_remote_webhooks=False)
         == []
     )
+
+
+def test_only_task_routes_reach_the_sidecar_and_its_rollout_hash() -> None:
+    """A new time or time zone changes nothing in the pods (the operator sends the ticks); a new
+    task name or path is a new CARRIER_WEBHOOK_TASKS, so rolloutOnChange restarts them."""
+    entry = {"name": "nightly", "schedule": "0 3 * * *", "path": "/tasks/nightly"}
+    base = sidecar_hash({**BASE, "schedules": [entry]})
+    retimed = {**entry, "schedule": "15 4 * * *", "timeZone": "Asia/Tokyo", "suspend": True}
+    assert sidecar_hash({**BASE, "schedules": [retimed]}) == base
+    assert sidecar_hash({**BASE, "schedules": [{**entry, "path": "/tasks/n2"}]}) != base
+    assert sidecar_hash(BASE) != base

@@ -212,6 +212,7 @@ class Scheduler:
         on_send: OnSend = _no_op,
         max_wait: float = 5.0,
         event_every: float = 600.0,
+        concurrency: int = 8,
     ) -> None:
         self.api = api
         self.bindings = bindings  # kopf index: (namespace, name) -> [{"spec", "status", ...}]
@@ -227,6 +228,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._next: datetime | None = None
         self._announce = False
+        self._limit = asyncio.Semaphore(concurrency)
+        self._parsed: dict[Key, tuple[Any, list[Schedule], Settings]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -268,13 +271,44 @@ class Scheduler:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
     async def round(self) -> None:
-        """Every binding once: claim and send what is due, keep status.schedules current."""
+        """Every binding once (``concurrency`` at a time, so one slow queue delays no other):
+        claim and send what is due, keep status.schedules current. Raises
+        :class:`~.leader.NotLeader` if leadership was lost before a write."""
         self._next = None
-        for key in [k for k in self.bindings if isinstance(k, tuple)]:
-            try:
-                await self.binding(key)
-            except KubeAPIError as exc:
-                logger.warning("schedules of %s/%s: %s", *key, exc)
+        keys = [k for k in self.bindings if isinstance(k, tuple)]
+        for key in set(self._parsed) - set(keys):
+            del self._parsed[key]
+        outcomes = await asyncio.gather(
+            *(self._limited(key) for key in keys), return_exceptions=True
+        )
+        lost = False
+        for key, outcome in zip(keys, outcomes, strict=True):
+            if isinstance(outcome, NotLeader):
+                lost = True
+            elif isinstance(outcome, KubeAPIError):
+                logger.warning("schedules of %s/%s: %s", *key, outcome)
+            elif isinstance(outcome, BaseException):
+                logger.error("schedules of %s/%s failed", *key, exc_info=outcome)
+        if lost:
+            raise NotLeader("leadership lost during a scheduler round")
+
+    async def _limited(self, key: Key) -> None:
+        async with self._limit:
+            await self.binding(key)
+
+    def _entries(self, key: Key, indexed: Mapping[str, Any]) -> tuple[list[Schedule], Settings]:
+        """The parsed schedules and settings of a spec, kept per generation (rounds are often:
+        the sidecar's model runs once per spec change, not every few seconds)."""
+        generation = indexed.get("generation")
+        cached = self._parsed.get(key)
+        if generation is not None and cached is not None and cached[0] == generation:
+            return cached[1], cached[2]
+        spec = indexed.get("spec") or {}
+        entries = parse_schedules(spec.get("schedules"))
+        settings = check_validity(spec, key[0], self.config)
+        if generation is not None:
+            self._parsed[key] = (generation, entries, settings)
+        return entries, settings
 
     async def binding(self, key: Key) -> None:
         store = self.bindings.get(key) if isinstance(self.bindings, Mapping) else None
@@ -286,8 +320,7 @@ class Scheduler:
         if not spec.get("schedules") and not (indexed.get("status") or {}).get("schedules"):
             return
         try:
-            entries = parse_schedules(spec.get("schedules"))
-            settings = check_validity(spec, key[0], self.config)
+            entries, settings = self._entries(key, indexed)
         except (BindingError, ScheduleError):
             return  # an invalid spec sends nothing (its Valid condition says why)
         now = self.clock()

@@ -204,7 +204,10 @@ def _skipped(entry: Schedule, tick: datetime) -> bool:
     wall = tick.replace(tzinfo=None)
     first = wall.replace(fold=0).replace(tzinfo=entry.zone).utcoffset()
     second = wall.replace(fold=1).replace(tzinfo=entry.zone).utcoffset()
-    return first != second and tick.utcoffset() == second
+    # Repeated (not skipped) wall time: the first pass has the larger offset (summer time).
+    return (
+        first is not None and second is not None and first > second and tick.utcoffset() == second
+    )
 
 
 def next_tick(entry: Schedule, after: datetime) -> datetime:

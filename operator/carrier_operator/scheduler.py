@@ -311,6 +311,7 @@ class Scheduler:
         return entries, settings
 
     async def binding(self, key: Key) -> None:
+        """One binding: decide from the index, re-decide from a fresh read before any write."""
         store = self.bindings.get(key) if isinstance(self.bindings, Mapping) else None
         found = list(store) if store is not None else []
         if not found:

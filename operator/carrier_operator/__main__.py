@@ -11,8 +11,8 @@ import asyncio
 import functools
 import logging
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -31,6 +31,7 @@ from .logs import configure_logging
 from .pods import PodWatcher
 from .queues import QueueReader
 from .scaling_sync import ScalingSync
+from .scheduler import Scheduler, utc_now
 from .spec_sync import SpecSync
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ async def _startup(
             renew_deadline=config.renew_deadline,
             retry_period=config.retry_period,
             # A new leader starts from the statuses as written and looks at every binding.
-            on_started_leading=lambda: checker.elected(),
+            on_started_leading=lambda: _elected(checker, scheduler),
         )
     book = Book(api, leadership)
     reader = QueueReader()
@@ -104,6 +105,15 @@ async def _startup(
         ),
     )
     pods.on_change = functools.partial(checker.touch, queue=False)
+    scheduler = Scheduler(
+        api=api,
+        bindings=kwargs[reconcile.BINDINGS_INDEX],
+        reader=reader,
+        events=EventPoster(api, leadership, identity),
+        leadership=leadership,
+        config=config,
+        clock=_schedule_clock(config),
+    )
     memo.carrier = reconcile.Runtime(
         config=config,
         api=api,
@@ -112,10 +122,12 @@ async def _startup(
         checker=checker,
         leadership=leadership,
         identity=identity,
+        scheduler=scheduler,
     )
     memo.carrier_pods = pods
     await pods.start()
     checker.start()
+    scheduler.start()
     if isinstance(leadership, LeaderElector):
         leadership.start()
     logger.info(
@@ -127,6 +139,20 @@ async def _startup(
         else "off (sole replica)",
         f"every {config.queue_check_interval:g}s" if config.queue_check else "off",
     )
+
+
+def _elected(checker: Checker, scheduler: Scheduler) -> None:
+    checker.elected()
+    scheduler.elected()
+
+
+def _schedule_clock(config: OperatorSettings) -> Callable[[], datetime]:
+    """The scheduler's clock: real UTC, shifted only by the test-only offset setting."""
+    offset = timedelta(seconds=config.schedule_clock_offset_for_tests)
+    if not offset:
+        return utc_now
+    logger.warning("schedules run on a clock shifted by %s (a setting for tests only)", offset)
+    return lambda: utc_now() + offset
 
 
 @kopf.on.cleanup()

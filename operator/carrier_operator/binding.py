@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from carrier_sidecar.settings import Settings, env_name, env_names, first_error, lower_first
 
+from .schedules import ScheduleError, parse_schedules, task_routes
+
 GROUP = "carrier.amplify.security"
 VERSION = "v1alpha1"
 PLURAL = "carrierbindings"
@@ -27,7 +29,8 @@ LOOPBACK = "127.0.0.1"
 
 # Spec keys that configure the pod rather than the sidecar's settings.
 # (``rolloutOnChange``, ``queueCheck`` and ``autoscaling`` steer the operator itself: no sidecar
-# setting either.)
+# setting either; ``schedules`` is the operator's too, and renders CARRIER_WEBHOOK_TASKS:
+# ``RENDERERS``.)
 POD_KEYS = frozenset(
     {
         "sidecar.image",
@@ -36,6 +39,7 @@ POD_KEYS = frozenset(
         "rolloutOnChange",
         "queueCheck",
         "autoscaling",
+        "schedules",
     }
 )
 
@@ -80,13 +84,31 @@ def _loopback_url(port: Any, path: Any) -> str:
     return f"http://{LOOPBACK}:{port}{text if text.startswith('/') else '/' + text}"
 
 
+def _schedule_routes(spec: Mapping[str, Any]) -> str | None:
+    try:
+        return task_routes(parse_schedules(spec.get("schedules")))
+    except ScheduleError as exc:
+        raise BindingError(str(exc)) from None
+
+
+# How a setting declared ``rendered_from`` a spec part is rendered from it (None: not set).
+RENDERERS = {"schedules": _schedule_routes}
+
+
 def settings_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings values a spec sets, by field name (unvalidated)."""
+    """The settings values a spec sets, by field name (unvalidated; the rendered-from parts,
+    ``spec.schedules``, are checked on the way: :class:`BindingError` names the entry)."""
     values: dict[str, Any] = {}
     for path, field in binding_paths().items():
         value = value_at(spec, path)
         if value is not None:
             values[field] = value
+    for field in Settings.model_fields:
+        source = rendered_from(field)
+        if source is not None:
+            rendered = RENDERERS[source](spec)
+            if rendered is not None:
+                values[field] = rendered
     webhook_port = value_at(spec, "webhook.port")
     if webhook_port is not None and "webhook_endpoint" not in values:
         values["webhook_endpoint"] = _loopback_url(webhook_port, value_at(spec, "webhook.path"))

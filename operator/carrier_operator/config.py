@@ -76,6 +76,15 @@ class OperatorSettings(BaseSettings):
         "QueueReachable condition); off = never (a binding can also turn it off itself).",
     )
 
+    schedule_clock_offset_for_tests: float = Field(
+        0.0,
+        ge=-366 * 86400,
+        le=366 * 86400,
+        description="FOR TESTS ONLY: seconds added to the clock spec.schedules ticks are "
+        "judged by (real time, shifted), so a test meets a tick in seconds, not minutes. "
+        "Leave 0 in a cluster.",
+    )
+
     rollout_enabled: bool = Field(
         True,
         description="rolloutOnChange may restart Deployments/StatefulSets (the chart grants "

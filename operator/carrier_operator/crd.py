@@ -19,9 +19,11 @@ from pydantic.fields import FieldInfo
 
 from carrier_sidecar.durations import format_duration
 from carrier_sidecar.settings import Settings, env_name, render_value
+from carrier_sidecar.tasks import TASK_NAME
 
 from . import autoscaling
 from .binding import GROUP, KIND, PLURAL, VERSION, binding_paths
+from .schedules import MACROS, MAX_BODY, MAX_SCHEDULES
 
 # Go durations ("1m30s", "500ms") or plain seconds ("90", "1.5"), as the sidecar parses them.
 DURATION_PATTERN = (
@@ -192,12 +194,93 @@ def _extra_leaves() -> dict[str, dict[str, Any]]:
             "description": "Restart the Deployments/StatefulSets whose pod template carries this "
             "binding's label when the rendered sidecar changes.",
         },
+        "schedules": _schedules_schema(),
         "queueCheck": {
             "type": "boolean",
             "default": True,
             "description": "Let the operator read this queue with its own AWS identity (the "
             "QueueReachable condition). Turn off for a queue only the workload's role can read; "
             "pods are admitted either way.",
+        },
+    }
+
+
+# A path segment that is not "." or ".." (RE2 has no lookahead): the sidecar's path rule, but
+# for escapes (%2e, %2f...), which the validating webhook refuses.
+_CHAR = "[A-Za-z0-9._~!$&'()*+;=:@%-]"
+_NON_DOT = "[A-Za-z0-9_~!$&'()*+;=:@%-]"
+_SEGMENT = f"({_NON_DOT}{_CHAR}*|\\.{_NON_DOT}{_CHAR}*|\\.\\.{_CHAR}+)"
+TASK_PATH_PATTERN = f"^/({_SEGMENT}(/{_SEGMENT})*/?)?$"
+TASK_NAME_PATTERN = f"^{TASK_NAME.pattern}$"  # the sidecar's own rule for task names
+CRON_PATTERN = f"^(@({'|'.join(sorted(m[1:] for m in MACROS))})|\\S+( +\\S+){{4}})$"
+
+
+def _schedules_schema() -> dict[str, Any]:
+    """``spec.schedules``: what a schema can say; croniter and zoneinfo decide the rest in the
+    validating webhook (``schedules.py``), with the same one-line messages."""
+    return {
+        "type": "array",
+        "description": "Periodic tasks: the operator's leader sends one SQS message per tick "
+        "to this binding's queue (attributes Carrier.TaskName and Carrier.ScheduledTime), and "
+        "the sidecar POSTs it to the task's path (CARRIER_WEBHOOK_TASKS).",
+        "maxItems": MAX_SCHEDULES,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "items": {
+            "type": "object",
+            "required": ["name", "schedule", "path"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "pattern": TASK_NAME_PATTERN,
+                    "description": "The task's name, unique in the binding: the message's "
+                    "Carrier.TaskName.",
+                },
+                "schedule": {
+                    "type": "string",
+                    "maxLength": 256,
+                    "pattern": CRON_PATTERN,
+                    "description": "5-field cron (minute hour day-of-month month day-of-week) "
+                    "or a macro (@hourly, @daily, ...).",
+                },
+                "timeZone": {
+                    "type": "string",
+                    "maxLength": 64,
+                    "pattern": "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+                    "description": "IANA time zone the schedule is read in (default UTC).",
+                },
+                "path": {
+                    "type": "string",
+                    "maxLength": 1024,
+                    "pattern": TASK_PATH_PATTERN,
+                    "description": "Absolute path on the webhook's origin the task is POSTed "
+                    "to: no scheme, host, query, '.' or '..' segment.",
+                },
+                "body": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_BODY,
+                    "description": "The message body (default {} as application/json).",
+                },
+                "contentType": {
+                    "type": "string",
+                    "maxLength": 256,
+                    "pattern": "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"
+                    "(;[ -~]*)?$",
+                    "description": "Content-Type the task is POSTed with (Body.ContentType).",
+                },
+                "startingDeadlineSeconds": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 1,
+                    "description": "A tick later than this (the operator was down) is not "
+                    "sent; unset: the latest missed tick is sent, however late.",
+                },
+                "suspend": {
+                    "type": "boolean",
+                    "description": "No ticks are sent while true.",
+                },
+            },
         },
     }
 
@@ -418,6 +501,39 @@ def status_schema() -> dict[str, Any]:
                     "scaledObject": {"type": "string"},
                     "currentReplicas": count,
                     "desiredReplicas": count,
+                },
+            },
+            "schedules": _schedules_status_schema(),
+        },
+    }
+
+
+def _schedules_status_schema() -> dict[str, Any]:
+    when = {"type": "string", "format": "date-time"}
+    return {
+        "type": "array",
+        "description": "Per spec.schedules entry, written by the leader's scheduler.",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "lastScheduleTime": {
+                    **when,
+                    "description": "The last tick claimed for sending (claimed before the "
+                    "send, so a failover never sends it twice).",
+                },
+                "nextScheduleTime": {**when, "description": "The next tick (absent: suspended)."},
+                "lastResult": {
+                    "type": "object",
+                    "properties": {
+                        "outcome": {"type": "string", "enum": ["Sent", "Failed", "Missed"]},
+                        "tick": when,
+                        "reason": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
                 },
             },
         },

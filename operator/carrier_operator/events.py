@@ -21,6 +21,7 @@ SPEC_VALID = "SpecValid"
 SETTINGS_RENDERED = "SettingsRendered"
 ROLLOUT = "RolloutRestarted"
 ROLLOUT_FAILED = "RolloutFailed"
+SCHEDULE_SEND_FAILED = "ScheduleSendFailed"
 COMPONENT = "carrier-operator"
 
 

@@ -159,6 +159,23 @@ class QueueReader:
             delayed=delayed,
         )
 
+    async def send(self, settings: Settings, **request: Any) -> str:
+        """SendMessage to the binding's queue with the operator's identity (the scheduler's
+        ticks); the MessageId. Bounded like a probe; botocore's errors are the caller's."""
+        async with asyncio.timeout(self.timeout * 2):
+            client = await self._client(region_for(settings), settings.sqs_endpoint)
+            url = settings.sqs_queue_url
+            if url is None:
+                answer = await client.get_queue_url(QueueName=settings.sqs_queue_name)
+                url = str(answer["QueueUrl"])
+            sent = await client.send_message(QueueUrl=url, **request)
+        return str(sent["MessageId"])
+
+
+def where(settings: Settings) -> str:
+    """`` (region r, endpoint e)`` for messages about the queue, or empty."""
+    return _where(settings)
+
 
 def _where(settings: Settings) -> str:
     parts = []

@@ -23,6 +23,7 @@ from .config import OperatorSettings
 from .kubeapi import KubeAPI
 from .leader import LeaderElector, Leadership
 from .queues import QueueReader
+from .scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +41,12 @@ class Runtime:
     checker: Checker
     leadership: Leadership
     identity: str
+    scheduler: Scheduler | None = None
 
     async def close(self) -> None:
         await self.checker.stop()  # no more writes from here on
+        if self.scheduler is not None:
+            await self.scheduler.stop()  # nor sends
         if isinstance(self.leadership, LeaderElector):
             await self.leadership.stop()  # releases the Lease for a fast hand-over
         await self.reader.close()

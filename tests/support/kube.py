@@ -206,10 +206,14 @@ class _Emulator(kmock.KubernetesEmulator):
                             "object has been modified; please apply your changes to the "
                             "latest version and try again",
                         )
-            if isinstance(meta, dict) and request.action in {
+            if isinstance(data, dict) and request.action in {
                 kmock.action.CREATE,
                 kmock.action.UPDATE,
             }:
+                # Every write moves the version, a patch without metadata (a status merge
+                # patch) too, as on a real API server: a reader's version goes stale with it.
+                if not isinstance(meta, dict):
+                    meta = data["metadata"] = {}
                 self._revision += 1
                 meta["resourceVersion"] = str(self._revision)
             return await serve(request)

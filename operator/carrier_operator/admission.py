@@ -21,7 +21,9 @@ import kopf
 
 from .binding import BINDING_LABEL, GROUP, PLURAL, VERSION
 from .bindings_cache import BindingLookup, index_entry
-from .certs import CertDirectory, CertSource, SelfSigned
+from .cert_directory import CertDirectory
+from .cert_self_signed import SelfSigned
+from .cert_source import CertSource
 from .config import MUTATE_PODS_ID, VALIDATE_BINDINGS_ID, OperatorSettings
 from .injection import (
     InjectionError,

@@ -230,13 +230,7 @@ def plan_injection(
     if rendered.settings.http_bind is not None:
         container["env"] = [*container.get("env", []), {"name": TOKEN_ENV, "value": token}]
 
-    ops: JSONPatch = []
-    list_name = "initContainers" if native else "containers"
-    if isinstance(spec.get(list_name), list):
-        ops.append({"op": "add", "path": f"/spec/{list_name}/-", "value": container})
-    else:
-        ops.append({"op": "add", "path": f"/spec/{list_name}", "value": [container]})
-
+    ops = _add_container(spec, "initContainers" if native else "containers", container)
     record = {
         "binding": binding.name,
         "settingsHash": rendered.settings_hash,
@@ -247,21 +241,41 @@ def plan_injection(
     annotations = {INJECTED_ANNOTATION: json.dumps(record, separators=(",", ":"), sort_keys=True)}
     if mode_note is not None:
         annotations[SIDECAR_MODE_ANNOTATION] = mode_note
+    ops += _add_annotations(pod, annotations)
     metadata = _mapping(pod.get("metadata"), "metadata")
-    if isinstance(metadata.get("annotations"), Mapping):
-        for key, value in annotations.items():
-            path = f"/metadata/annotations/{escape_pointer(key)}"
-            ops.append({"op": "add", "path": path, "value": value})
-    elif isinstance(pod.get("metadata"), Mapping):
-        ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
-    else:
-        ops.append({"op": "add", "path": "/metadata", "value": {"annotations": annotations}})
     ops += hooks
     warnings = grace_warnings(spec, rendered.settings.shutdown_timeout) + hook_warnings
     warnings += memory_warnings(container["resources"], rendered.settings)
     if not native:
         warnings += _job_warnings(metadata, mode_note)
     return Plan(ops, tuple(warnings))
+
+
+def _add_container(spec: Mapping[str, Any], list_name: str, container: Any) -> JSONPatch:
+    """Append to the list, or create it: a JSONPatch ``add`` cannot append to a missing list."""
+    if isinstance(spec.get(list_name), list):
+        return [{"op": "add", "path": f"/spec/{list_name}/-", "value": container}]
+    return [{"op": "add", "path": f"/spec/{list_name}", "value": [container]}]
+
+
+def _add_annotations(pod: Mapping[str, Any], annotations: Mapping[str, str]) -> JSONPatch:
+    """Add-only, whatever the pod already has, one of three cases:
+
+    | the pod has                      | the patch adds                          |
+    |----------------------------------|-----------------------------------------|
+    | ``metadata.annotations``         | each key (``/`` and ``~`` escaped)      |
+    | ``metadata`` without annotations | ``/metadata/annotations``, the whole map |
+    | no ``metadata``                  | ``/metadata`` holding the map           |
+    """
+    metadata = pod.get("metadata")
+    if isinstance(metadata, Mapping) and isinstance(metadata.get("annotations"), Mapping):
+        return [
+            {"op": "add", "path": f"/metadata/annotations/{escape_pointer(key)}", "value": value}
+            for key, value in annotations.items()
+        ]
+    if isinstance(metadata, Mapping):
+        return [{"op": "add", "path": "/metadata/annotations", "value": dict(annotations)}]
+    return [{"op": "add", "path": "/metadata", "value": {"annotations": dict(annotations)}}]
 
 
 def job_owner(metadata: Mapping[str, Any]) -> str | None:

@@ -25,8 +25,9 @@ import kopf
 
 from carrier_sidecar.listen import describe, listen_sockets
 
-from .certs import CertMaterial, CertSource, load_into, server_context
+from .cert_source import CertSource
 from .kubeapi import KubeAPIError
+from .pki import CertMaterial, load_into, server_context
 
 logger = logging.getLogger(__name__)
 

@@ -385,7 +385,7 @@ async def test_validating_webhook_rejects_what_the_schema_cannot(
 async def test_the_served_certificate_is_the_one_in_the_secret_and_the_bundle(
     injector: Injector,
 ) -> None:
-    from carrier_operator.certs import from_secret_data
+    from carrier_operator.pki import from_secret_data
 
     secret = injector.kube.get("v1/secrets", "carrier-system", injector.config.cert_secret)
     assert secret is not None

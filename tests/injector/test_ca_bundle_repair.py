@@ -41,7 +41,7 @@ async def test_a_blanked_ca_bundle_is_repaired_within_seconds_unprompted() -> No
 async def test_an_unrendered_validating_configuration_is_never_looked_for(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="carrier_operator.certs")
+    caplog.set_level(logging.DEBUG, logger="carrier_operator.cert_self_signed")
     async with running_injector(validate_bindings=False, webhook_configurations=False) as injector:
         config, kube = injector.config, injector.kube
         chart = webhook_configuration(config.mutating_webhook_configuration, "/mutate-pods", config)

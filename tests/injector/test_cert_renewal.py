@@ -19,15 +19,15 @@ import pytest
 from cryptography import x509
 
 from carrier_operator.admission import ENDPOINTS
-from carrier_operator.certs import (
-    CertDirectory,
+from carrier_operator.cert_directory import CertDirectory
+from carrier_operator.config import OperatorSettings
+from carrier_operator.pki import (
     CertMaterial,
     generate_ca,
     issue_serving_cert,
     key_matches,
     webhook_sans,
 )
-from carrier_operator.config import OperatorSettings
 from carrier_operator.webhook_server import InjectorServer
 from tests.support.servers import eventually, free_port
 

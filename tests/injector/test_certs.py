@@ -14,8 +14,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from carrier_operator.certs import (
-    CertDirectory,
+from carrier_operator.cert_directory import CertDirectory
+from carrier_operator.config import OperatorSettings
+from carrier_operator.pki import (
     CertMaterial,
     cert_sans,
     from_secret_data,
@@ -26,7 +27,6 @@ from carrier_operator.certs import (
     to_secret_data,
     webhook_sans,
 )
-from carrier_operator.config import OperatorSettings
 from tests.injector.harness import (
     create_webhook_configurations,
     running_injector,

@@ -311,6 +311,28 @@ def status_schema() -> dict[str, Any]:
                 "what rolloutOnChange compares.",
             },
             "renderedEnvCount": {**count, "description": "CARRIER_* variables rendered."},
+            "deadLetter": dead_letter_schema(),
+        },
+    }
+
+
+def dead_letter_schema() -> dict[str, Any]:
+    """``status.deadLetter``: the queue's redrive policy and its dead-letter queue's depth."""
+    count = {"type": "integer", "format": "int64", "minimum": 0}
+    return {
+        "type": "object",
+        "description": "The queue's dead-letter queue, from its RedrivePolicy, at lastChecked. "
+        "reason NoRedrivePolicy: the queue has none.",
+        "properties": {
+            "reason": {
+                "type": "string",
+                "description": "DeadLetterQueueRead, NoRedrivePolicy, DeadLetterAccessDenied, "
+                "DeadLetterQueueNotFound or DeadLetterQueueError.",
+            },
+            "message": {"type": "string"},
+            "arn": {"type": "string", "description": "The policy's deadLetterTargetArn."},
+            "maxReceiveCount": {**count, "description": "Receives before a message moves."},
+            "messages": {**count, "description": "Messages in it (visible, in flight, delayed)."},
         },
     }
 
@@ -330,6 +352,7 @@ PRINTER_COLUMNS = [
     },
     {"name": "Pods", "type": "integer", "jsonPath": ".status.boundPods"},
     {"name": "Depth", "type": "integer", "jsonPath": ".status.queueDepth.visible"},
+    {"name": "DLQ", "type": "integer", "jsonPath": ".status.deadLetter.messages"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Reason",

@@ -21,6 +21,7 @@ SPEC_VALID = "SpecValid"
 SETTINGS_RENDERED = "SettingsRendered"
 ROLLOUT = "RolloutRestarted"
 ROLLOUT_FAILED = "RolloutFailed"
+DEAD_LETTERS_RISING = "DeadLettersRising"  # Warning: the queue's dead-letter queue grew
 COMPONENT = "carrier-operator"
 
 

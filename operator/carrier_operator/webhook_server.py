@@ -17,7 +17,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -34,6 +34,8 @@ MAX_BODY = 4 * 1024 * 1024  # etcd's object limit is 1.5 MiB; a review carries u
 MAX_DEPTH = 100
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+RESULT = "carrier.result"  # request key: how the review was answered (for on_review)
+ReviewHook = Callable[[str, str, float], None]  # (webhook id or "unknown", result, seconds)
 
 
 class ReviewError(ValueError):
@@ -183,6 +185,8 @@ class InjectorServer(kopf.WebhookServer):
         self.service_times: collections.deque[float] = collections.deque(maxlen=10_000)
         self.listening = asyncio.Event()
         self._wake = asyncio.Event()
+        # Told of every answered request: allowed, denied, invalid (not a review) or error.
+        self.on_review: ReviewHook | None = None
 
     def check_certificate_now(self) -> None:
         """Re-check the cert source now (all of it) instead of at the next scheduled time."""
@@ -220,7 +224,15 @@ class InjectorServer(kopf.WebhookServer):
                 body = review_response(None, allowed=False, code=400, message="bad request")
                 return aiohttp.web.json_response(body, status=400)
             finally:
-                self.service_times.append(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self.service_times.append(seconds)
+                if self.on_review is not None:
+                    webhook = request.match_info.get("id", "")
+                    self.on_review(
+                        webhook if webhook in self.endpoints else "unknown",
+                        str(request.get(RESULT, "error")),
+                        seconds,
+                    )
 
         app = aiohttp.web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{id:.*}", handle)  # every answer is ours, even 404/405
@@ -259,6 +271,7 @@ class InjectorServer(kopf.WebhookServer):
 
     async def _handle(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
         self.served += 1
+        request[RESULT] = "invalid"  # until it is known to be a review
         webhook = request.match_info.get("id", "")
         if request.method != "POST":
             body = review_response(None, allowed=False, code=405, message="POST an AdmissionReview")
@@ -283,6 +296,7 @@ class InjectorServer(kopf.WebhookServer):
         try:
             response = await fn(review, webhook=webhook, sslpeer=sslpeer, headers=headers)
         except Exception as exc:
+            request[RESULT] = "error"
             # kopf's own request errors, or a bug: deny (what failurePolicy Fail would do) with a
             # readable message instead of a 500, and count it so tests catch it.
             self.internal_errors += 1
@@ -290,4 +304,7 @@ class InjectorServer(kopf.WebhookServer):
             message = f"the carrier injector failed: {type(exc).__name__}: {exc}"[:500]
             body = review_response(review, allowed=False, code=500, message=message)
             return aiohttp.web.json_response(body)
+        answered = response.get("response") if isinstance(response, Mapping) else None
+        allowed = isinstance(answered, Mapping) and answered.get("allowed") is True
+        request[RESULT] = "allowed" if allowed else "denied"
         return aiohttp.web.json_response(response)

@@ -8,14 +8,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chaos.sqs_proxy import SqsProxy
 from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, fake_kube
 from tests.support.operators import RELEASE_NAMESPACE, Fleet, Replica, operators
+from tests.support.scrape import scrape, value
 from tests.support.servers import MotoServer, eventually
 
 NAMESPACE = "team-a"
@@ -53,29 +52,6 @@ def _dead_letter(kube: FakeKube, name: str) -> dict[str, Any]:
 
 def _rising(kube: FakeKube, name: str) -> list[dict[str, Any]]:
     return [e for e in kube.events(NAMESPACE, name) if e.get("reason") == "DeadLettersRising"]
-
-
-async def scrape(replica: Replica) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """The replica's /metrics, parsed by prometheus_client: sample name -> (labels, value)."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{replica.liveness_port}/metrics") as answer,
-    ):
-        assert answer.status == 200
-        assert answer.headers["Content-Type"].startswith("text/plain")
-        text = await answer.text()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return samples
-
-
-def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> Any:
-    """The one sample of ``name`` whose labels include ``labels``, or None."""
-    found = [v for got, v in samples.get(name, []) if labels.items() <= got.items()]
-    assert len(found) <= 1, (name, labels, found)
-    return found[0] if found else None
 
 
 async def _leader(fleet: Fleet) -> Replica:
@@ -153,7 +129,9 @@ async def test_redrive_policy_status_metrics_and_one_rising_event(
         async def plain_gone() -> bool:
             found = await scrape(leader)
             return not any(
-                labels.get("binding") == "plain" for series in found.values() for labels, _ in series
+                labels.get("binding") == "plain"
+                for series in found.values()
+                for labels, _ in series
             )
 
         await eventually(plain_gone, 30, "the deleted binding's series are gone", every=0.2)
@@ -188,10 +166,11 @@ async def test_a_denied_dead_letter_read_is_shown_and_the_binding_stays_ready(
                 every=0.1,
             )
             found = _dead_letter(kube, "orders")
-            assert found["arn"] == arn and found["maxReceiveCount"] == 3
+            assert found["arn"] == arn
+            assert found["maxReceiveCount"] == 3
             assert "messages" not in found
-            assert "may not call sqs:GetQueueAttributes on the dead-letter queue" in (
-                found["message"]
+            assert (
+                "may not call sqs:GetQueueAttributes on the dead-letter queue" in (found["message"])
             )
             status = kube.status(BINDINGS, NAMESPACE, "orders")
             assert condition(status, "Ready")["status"] == "True"
@@ -202,6 +181,7 @@ async def test_a_denied_dead_letter_read_is_shown_and_the_binding_stays_ready(
                 "carrier_operator_queue_check_errors_total",
                 reason="DeadLetterAccessDenied",
             )
-            assert errors is not None and errors >= 1
+            assert errors is not None
+            assert errors >= 1
     finally:
         await proxy.stop()

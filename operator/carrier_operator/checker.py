@@ -196,12 +196,14 @@ class Checker:
         before = self.dead_letters.rose(key, found.messages, entry.get("status"))
         if before is None:
             return
+        receives = found.max_receive_count
+        failed = f"failed {receives} times" if receives is not None else "kept failing"
         await self.sync.events.warning(
             Involved(key[0], key[1], entry.get("uid")),
             DEAD_LETTERS_RISING,
             f"{found.messages} message(s) in the dead-letter queue {found.arn}, up from "
-            f"{before}: messages the worker failed {found.max_receive_count} times (at most one "
-            f"such Event per {self.dead_letters.window:g}s)",
+            f"{before}: messages the worker {failed} (at most one such Event per "
+            f"{self.dead_letters.window:g}s)",
         )
 
     async def _publish(self, key: Key) -> None:

@@ -34,7 +34,6 @@ MAX_BODY = 4 * 1024 * 1024  # etcd's object limit is 1.5 MiB; a review carries u
 MAX_DEPTH = 100
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
-RESULT = "carrier.result"  # request key: how the review was answered (for on_review)
 ReviewHook = Callable[[str, str, float], None]  # (webhook id or "unknown", result, seconds)
 
 
@@ -216,8 +215,10 @@ class InjectorServer(kopf.WebhookServer):
 
         async def handle(request: aiohttp.web.Request) -> aiohttp.web.Response:
             started = time.perf_counter()
+            result = "error"
             try:
-                return await self._handle(fn, request)
+                response, result = await self._handle(fn, request)
+                return response
             except Exception:  # a bug here must still produce a review, and be counted
                 self.internal_errors += 1
                 logger.exception("Admission request failed before review")
@@ -230,7 +231,7 @@ class InjectorServer(kopf.WebhookServer):
                     webhook = request.match_info.get("id", "")
                     self.on_review(
                         webhook if webhook in self.endpoints else "unknown",
-                        str(request.get(RESULT, "error")),
+                        result,
                         seconds,
                     )
 
@@ -269,42 +270,42 @@ class InjectorServer(kopf.WebhookServer):
             self.listening.clear()
             await runner.cleanup()
 
-    async def _handle(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+    async def _handle(
+        self, fn: Any, request: aiohttp.web.Request
+    ) -> tuple[aiohttp.web.Response, str]:
+        """The answer, and how it went: allowed, denied, invalid (not a review) or error."""
         self.served += 1
-        request[RESULT] = "invalid"  # until it is known to be a review
         webhook = request.match_info.get("id", "")
         if request.method != "POST":
             body = review_response(None, allowed=False, code=405, message="POST an AdmissionReview")
-            return aiohttp.web.json_response(body, status=405)
+            return aiohttp.web.json_response(body, status=405), "invalid"
         expected = self.endpoints.get(webhook)
         try:
             raw = await request.read()
         except aiohttp.web.HTTPRequestEntityTooLarge:
             body = review_response(None, allowed=False, code=413, message="request too large")
-            return aiohttp.web.json_response(body, status=413)
+            return aiohttp.web.json_response(body, status=413), "invalid"
         if expected is None:
             message = f"no admission webhook at /{webhook}"
             body = review_response(_uid_only(raw), allowed=False, code=404, message=message)
-            return aiohttp.web.json_response(body, status=404)
+            return aiohttp.web.json_response(body, status=404), "invalid"
         try:
             review = parse_review(raw, expected)
         except ReviewError as exc:
             body = review_response(_uid_only(raw), allowed=False, code=400, message=str(exc))
-            return aiohttp.web.json_response(body, status=400)
+            return aiohttp.web.json_response(body, status=400), "invalid"
         headers = dict(request.headers)
         sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
         try:
             response = await fn(review, webhook=webhook, sslpeer=sslpeer, headers=headers)
         except Exception as exc:
-            request[RESULT] = "error"
             # kopf's own request errors, or a bug: deny (what failurePolicy Fail would do) with a
             # readable message instead of a 500, and count it so tests catch it.
             self.internal_errors += 1
             logger.exception("Admission review %s failed", review["request"]["uid"])
             message = f"the carrier injector failed: {type(exc).__name__}: {exc}"[:500]
             body = review_response(review, allowed=False, code=500, message=message)
-            return aiohttp.web.json_response(body)
+            return aiohttp.web.json_response(body), "error"
         answered = response.get("response") if isinstance(response, Mapping) else None
         allowed = isinstance(answered, Mapping) and answered.get("allowed") is True
-        request[RESULT] = "allowed" if allowed else "denied"
-        return aiohttp.web.json_response(response)
+        return aiohttp.web.json_response(response), "allowed" if allowed else "denied"

@@ -28,6 +28,7 @@ from .kubeapi import KubeAPI
 from .leader import LeaderElector, Leadership, SoleReplica, default_identity
 from .liveness import serving_liveness
 from .logs import configure_logging
+from .metrics import OperatorMetrics
 from .pods import PodWatcher
 from .queues import QueueReader
 from .scaling_sync import ScalingSync
@@ -64,11 +65,12 @@ async def _startup(
     settings: kopf.OperatorSettings, memo: Any, indices: Any = None, **kwargs: Any
 ) -> None:
     config: OperatorSettings = memo.config
+    metrics: OperatorMetrics = memo.metrics
     configure_kopf(settings, config)
     identity = default_identity()
     api = await KubeAPI.from_environment()
     api.user_agent = f"carrier-operator/{identity}"
-    admission.configure(settings, config, api=api)
+    admission.configure(settings, config, api=api).on_review = metrics.admission_reviewed
     leadership: Leadership = SoleReplica()
     if config.leader_election:
         leadership = LeaderElector(
@@ -97,13 +99,16 @@ async def _startup(
             leadership,
             rollout_enabled=config.rollout_enabled,
             config=config,
+            metrics=metrics,
         ),
         leadership=leadership,
         queue_check=config.queue_check,
         scaling=ScalingSync(
             api, leadership, enabled=config.autoscaling, endpoint_base=config.depth_endpoint_base
         ),
+        metrics=metrics,
     )
+    metrics.watch(book.items, leadership.is_leader)
     pods.on_change = functools.partial(checker.touch, queue=False)
     scheduler = Scheduler(
         api=api,
@@ -113,6 +118,7 @@ async def _startup(
         leadership=leadership,
         config=config,
         clock=_schedule_clock(config),
+        on_send=metrics.schedule_sent,
     )
     memo.carrier = reconcile.Runtime(
         config=config,
@@ -196,12 +202,15 @@ async def run(
     """Run kopf with our handlers until ``stop_flag`` is set or a signal arrives."""
     settings = kopf.OperatorSettings()
     configure_kopf(settings, config)
-    memo = kopf.Memo(config=config)
+    metrics = OperatorMetrics()
+    memo = kopf.Memo(config=config, metrics=metrics)
     # Our own liveness listener, not kopf's liveness_endpoint: kopf binds one address family.
+    # The same port serves /metrics (per-binding series once the reconcile loop runs).
     async with serving_liveness(
         config.liveness_port,
         lambda: {"bindings": _probe(memo), "leader": _leader_probe(memo)},
         depth=functools.partial(_depth, memo),
+        metrics=metrics.registry,
     ):
         await _run_kopf(config, settings, memo, stop_flag=stop_flag, ready_flag=ready_flag)
 

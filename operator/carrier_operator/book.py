@@ -46,6 +46,10 @@ class Book:
     def keys(self) -> list[Key]:
         return list(self._observed)
 
+    def items(self) -> list[tuple[Key, Observed]]:
+        """Every binding's notes (what the metrics render from)."""
+        return list(self._observed.items())
+
     def clear(self) -> None:
         """Forget every note (on taking leadership: start again from the statuses written)."""
         self._observed.clear()
@@ -77,12 +81,15 @@ class Book:
             self._written[key] = status
             return True
 
-    async def try_publish(self, key: Key) -> None:
+    async def try_publish(self, key: Key) -> bool:
         """Publish, logging (not raising) API failures: the next change or check retries.
-        A replica that is not the leader writes nothing (:class:`NotLeader` is not an error)."""
+        A replica that is not the leader writes nothing (:class:`NotLeader` is not an error).
+        False if the API refused the write."""
         try:
             await self.publish(key)
         except NotLeader:
             logger.debug("not the leader: status of %s/%s left to the leader", *key)
         except KubeAPIError as exc:
             logger.warning("cannot write the status of %s/%s: %s", *key, exc)
+            return False
+        return True

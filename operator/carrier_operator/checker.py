@@ -21,8 +21,11 @@ from typing import Any
 from .autoscaling import check_interval
 from .background import cancel_and_wait
 from .book import Book, Key
+from .dead_letters import READ, RiseWatch
+from .events import DEAD_LETTERS_RISING, Involved
 from .leader import Leadership, NotLeader, SoleReplica
-from .queues import QueueReader
+from .metrics import OperatorMetrics
+from .queues import QueueProbe, QueueReader
 from .scaling_sync import ScalingSync
 from .spec_sync import SpecSync, queue_check_off
 from .status import now_iso
@@ -56,8 +59,11 @@ class Checker:
         queue_check: bool = True,
         concurrency: int = 8,
         scaling: ScalingSync | None = None,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.book = book
+        self.metrics = metrics or OperatorMetrics()
+        self.dead_letters = RiseWatch()
         self.sync = sync
         self.scaling = scaling
         self.leadership: Leadership = leadership or SoleReplica()
@@ -98,6 +104,7 @@ class Checker:
     def elected(self) -> None:
         """We just became the leader: start from the statuses as written, look at everything."""
         self.book.clear()
+        self.dead_letters.clear()
         self._due.clear()
         self._next_recount = 0.0
         self._wake.set()
@@ -118,6 +125,7 @@ class Checker:
             except NotLeader:
                 logger.info("leadership lost during a reconcile round: writes stopped")
             except Exception:  # never let one bad round end the checking
+                self.metrics.reconcile_error("unexpected")
                 logger.exception("reconcile round failed")
             next_check = min(self._due.values(), default=loop.time() + self.interval)
             delay = max(0.0, min(next_check - loop.time(), self.recount_every))
@@ -132,6 +140,8 @@ class Checker:
             self._generations.pop(key, None)
         for key in set(self.book.keys()) - present:
             self.book.forget(key)
+            self.dead_letters.forget(key)
+            self.metrics.forget(key)
         due = [key for key in present if self._due.get(key, 0.0) <= now]
         for key in due:
             self._due[key] = now + self._interval_of(key)
@@ -148,6 +158,7 @@ class Checker:
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         for failure in failures:
             if not isinstance(failure, NotLeader):
+                self.metrics.reconcile_error("unexpected")
                 logger.error("reconcile failed", exc_info=failure)
         if any(isinstance(f, NotLeader) for f in failures):
             raise NotLeader("leadership lost")
@@ -173,17 +184,46 @@ class Checker:
                 obs.probe = probe
                 obs.checked_at = now_iso()
                 if not probe.reachable:
+                    self.metrics.queue_check_error(probe.reason)
                     logger.info("queue of %s/%s unreadable: %s", *key, probe.message)
+                else:
+                    await self._dead_letters(key, entry, probe)
             else:
                 obs.probe = None
             if self.scaling is not None:
                 await self.scaling.sync(key, entry, settings, obs)
         obs.pods = self.bound_pods(key)
-        await self.book.try_publish(key)
+        await self._publish(key)
+
+    async def _dead_letters(self, key: Key, entry: Mapping[str, Any], probe: QueueProbe) -> None:
+        """Count a failed DLQ read; a Warning Event if the DLQ grew (rate-limited)."""
+        found = probe.dead_letter
+        if found is None:
+            return
+        if found.reason != READ and found.arn is not None:
+            self.metrics.queue_check_error(found.reason)
+        if found.messages is None:
+            return
+        before = self.dead_letters.rose(key, found.messages, entry.get("status"))
+        if before is None:
+            return
+        receives = found.max_receive_count
+        failed = f"failed {receives} times" if receives is not None else "kept failing"
+        await self.sync.events.warning(
+            Involved(key[0], key[1], entry.get("uid")),
+            DEAD_LETTERS_RISING,
+            f"{found.messages} message(s) in the dead-letter queue {found.arn}, up from "
+            f"{before}: messages the worker {failed} (at most one such Event per "
+            f"{self.dead_letters.window:g}s)",
+        )
+
+    async def _publish(self, key: Key) -> None:
+        if not await self.book.try_publish(key):
+            self.metrics.reconcile_error("status_write")
 
     async def _recount(self, key: Key) -> None:
         if not _values(self.bindings, key):
             return
         obs = self.book.observed(key)
         obs.pods = self.bound_pods(key)
-        await self.book.try_publish(key)
+        await self._publish(key)

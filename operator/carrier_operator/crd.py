@@ -504,6 +504,7 @@ def status_schema() -> dict[str, Any]:
                 },
             },
             "schedules": _schedules_status_schema(),
+            "deadLetter": dead_letter_schema(),
         },
     }
 
@@ -540,6 +541,27 @@ def _schedules_status_schema() -> dict[str, Any]:
     }
 
 
+def dead_letter_schema() -> dict[str, Any]:
+    """``status.deadLetter``: the queue's redrive policy and its dead-letter queue's depth."""
+    count = {"type": "integer", "format": "int64", "minimum": 0}
+    return {
+        "type": "object",
+        "description": "The queue's dead-letter queue, from its RedrivePolicy, at lastChecked. "
+        "reason NoRedrivePolicy: the queue has none.",
+        "properties": {
+            "reason": {
+                "type": "string",
+                "description": "DeadLetterQueueRead, NoRedrivePolicy, DeadLetterAccessDenied, "
+                "DeadLetterQueueNotFound or DeadLetterQueueError.",
+            },
+            "message": {"type": "string"},
+            "arn": {"type": "string", "description": "The policy's deadLetterTargetArn."},
+            "maxReceiveCount": {**count, "description": "Receives before a message moves."},
+            "messages": {**count, "description": "Messages in it (visible, in flight, delayed)."},
+        },
+    }
+
+
 PRINTER_COLUMNS = [
     {"name": "Queue", "type": "string", "jsonPath": ".status.queue"},
     {"name": "Webhook", "type": "string", "jsonPath": ".status.webhook"},
@@ -555,6 +577,7 @@ PRINTER_COLUMNS = [
     },
     {"name": "Pods", "type": "integer", "jsonPath": ".status.boundPods"},
     {"name": "Depth", "type": "integer", "jsonPath": ".status.queueDepth.visible"},
+    {"name": "DLQ", "type": "integer", "jsonPath": ".status.deadLetter.messages"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Reason",

@@ -22,6 +22,7 @@ SETTINGS_RENDERED = "SettingsRendered"
 ROLLOUT = "RolloutRestarted"
 ROLLOUT_FAILED = "RolloutFailed"
 SCHEDULE_SEND_FAILED = "ScheduleSendFailed"
+DEAD_LETTERS_RISING = "DeadLettersRising"  # Warning: the queue's dead-letter queue grew
 COMPONENT = "carrier-operator"
 
 

@@ -1,4 +1,5 @@
-"""The operator's liveness endpoint (``GET /healthz``), on every address family.
+"""The operator's HTTP port: liveness (``GET /healthz``) and metrics (``GET /metrics``), on every
+address family.
 
 kopf's own ``liveness_endpoint`` binds exactly the host in its URL through aiohttp's TCPSite:
 ``0.0.0.0`` is IPv4 only, and ``[::]`` is IPv6 only (asyncio sets ``IPV6_V6ONLY`` on every
@@ -17,6 +18,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp.web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from carrier_sidecar.listen import describe, listen_sockets
 
@@ -29,6 +32,8 @@ DEPTH_ROUTE = "/bindings/{namespace}/{name}/queue"  # autoscaling.DEPTH_PATH (KE
 
 DepthAnswer = Callable[[str, str], tuple[int, Mapping[str, Any]]]
 
+METRICS_PATH = "/metrics"
+
 
 @contextlib.asynccontextmanager
 async def serving_liveness(
@@ -36,12 +41,20 @@ async def serving_liveness(
     report: Callable[[], Mapping[str, Any]],
     host: str = "",
     depth: DepthAnswer | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> AsyncIterator[int]:
-    """Serve ``GET /healthz`` → ``report()`` as JSON until the block exits; yields the port.
-    With ``depth``, also a binding's queue depth for KEDA (``DEPTH_ROUTE``)."""
+    """Serve ``GET /healthz`` → ``report()`` as JSON, and ``GET /metrics`` → ``metrics`` in the
+    Prometheus text format (OpenMetrics if the scraper asks), until the block exits; yields
+    the port. With ``depth``, also a binding's queue depth for KEDA (``DEPTH_ROUTE``)."""
 
     async def healthz(_request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response(dict(report()))
+
+    async def scrape(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        response = aiohttp.web.Response(body=encoder(registry))
+        response.headers["Content-Type"] = content_type
+        return response
 
     app = aiohttp.web.Application()
     app.router.add_get(LIVENESS_PATH, healthz)
@@ -52,6 +65,9 @@ async def serving_liveness(
             return aiohttp.web.json_response(dict(body), status=code)
 
         app.router.add_get(DEPTH_ROUTE, queue)
+    if metrics is not None:
+        registry = metrics
+        app.router.add_get(METRICS_PATH, scrape)
     runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:

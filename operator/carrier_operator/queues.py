@@ -4,6 +4,8 @@ Credentials come from the operator's own AWS chain (IRSA web identity, env, inst
 the operator checks that *it* can see the queue, which is what a person reading the
 ``QueueReachable`` condition needs. Every read is bounded (connect/read timeouts, one retry, an
 overall deadline); every failure becomes a :class:`QueueProbe` with a reason, never an exception.
+The same read takes the queue's ``RedrivePolicy`` and its dead-letter queue's depth
+(:mod:`.dead_letters`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from botocore import exceptions as boto
 
 from carrier_sidecar.aws import classify_code, error_code, error_message, region_from_url
 from carrier_sidecar.settings import Settings
+
+from .dead_letters import REDRIVE_POLICY, DeadLetter, read_dead_letter
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class QueueProbe:
     visible: int | None = None
     in_flight: int | None = None
     delayed: int | None = None
+    dead_letter: DeadLetter | None = None  # read along with a reachable queue
 
 
 def region_for(settings: Settings) -> str | None:
@@ -144,10 +149,13 @@ class QueueReader:
             answer = await client.get_queue_url(QueueName=settings.sqs_queue_name)
             url = str(answer["QueueUrl"])
         answer = await client.get_queue_attributes(
-            QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES)
+            QueueUrl=url, AttributeNames=[*DEPTH_ATTRIBUTES, REDRIVE_POLICY]
         )
         attrs = answer.get("Attributes", {})
         visible, in_flight, delayed = (int(attrs.get(name, 0)) for name in DEPTH_ATTRIBUTES)
+        dead_letter = await read_dead_letter(
+            client, url, attrs.get(REDRIVE_POLICY), DEPTH_ATTRIBUTES
+        )
         return QueueProbe(
             reachable=True,
             reason="QueueFound",
@@ -157,6 +165,7 @@ class QueueReader:
             visible=visible,
             in_flight=in_flight,
             delayed=delayed,
+            dead_letter=dead_letter,
         )
 
     async def send(self, settings: Settings, **request: Any) -> str:

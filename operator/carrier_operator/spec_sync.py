@@ -31,6 +31,7 @@ from .events import (
 )
 from .kubeapi import KubeAPI, KubeAPIError
 from .leader import Leadership
+from .metrics import OperatorMetrics
 from .rollout import roll_out
 from .status import Observed, now_iso
 from .validation import check_binding
@@ -84,6 +85,7 @@ class SpecSync:
     """False when the chart grants no rights to patch workloads (``rollout.enabled``)."""
     config: OperatorSettings = field(default_factory=OperatorSettings)
     """The policy a binding is checked against (allowRemoteWebhooks, ...)."""
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
     async def sync(self, key: Key, entry: Mapping[str, Any], obs: Observed) -> Settings | None:
         """Fold the indexed spec into ``obs``; the sidecar settings if the spec is valid.
@@ -130,6 +132,7 @@ class SpecSync:
                 self.api, about.namespace, about.name, new_hash, now_iso(), self.leadership
             )
         except KubeAPIError as exc:
+            self.metrics.reconcile_error("rollout")
             message = f"cannot restart the workloads using this binding: {exc}"
             await self.events.warning(about, ROLLOUT_FAILED, message)
             logger.warning("rollout of %s/%s: %s", about.namespace, about.name, message)

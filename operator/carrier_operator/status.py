@@ -70,7 +70,8 @@ def now_iso() -> str:
 
 def render(obs: Observed, now: str) -> dict[str, Any]:
     """The status to merge-patch. Keys whose value is unknown are left out (never erased),
-    except ``queueDepth``, removed while the queue cannot be read so no stale depth shows."""
+    except ``queueDepth`` and ``deadLetter``, removed while the queue cannot be read so no
+    stale depth shows."""
     status: dict[str, Any] = {"conditions": _conditions(obs, now)}
     optional = {
         "observedGeneration": obs.generation,
@@ -97,11 +98,19 @@ def render(obs: Observed, now: str) -> dict[str, Any]:
         )
         if status["queueUrl"] is None:
             del status["queueUrl"]
+        status["deadLetter"] = dead_letter_status(obs.probe)
     if obs.pods is not None:
         names = sorted(obs.pods)
         status["boundPods"] = len(names)
         status["boundPodNames"] = names[:MAX_POD_NAMES]
     return status
+
+
+def dead_letter_status(probe: QueueProbe) -> dict[str, Any] | None:
+    """``status.deadLetter``: removed (None) while the queue cannot be read, like the depth."""
+    if not probe.reachable or probe.dead_letter is None:
+        return None
+    return probe.dead_letter.status()
 
 
 def _still_valid(previous: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:

@@ -17,7 +17,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -35,6 +35,7 @@ MAX_BODY = 4 * 1024 * 1024  # etcd's object limit is 1.5 MiB; a review carries u
 MAX_DEPTH = 100
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+ReviewHook = Callable[[str, str, float], None]  # (webhook id or "unknown", result, seconds)
 
 
 class ReviewError(ValueError):
@@ -184,6 +185,8 @@ class InjectorServer(kopf.WebhookServer):
         self.service_times: collections.deque[float] = collections.deque(maxlen=10_000)
         self.listening = asyncio.Event()
         self._wake = asyncio.Event()
+        # Told of every answered request: allowed, denied, invalid (not a review) or error.
+        self.on_review: ReviewHook | None = None
 
     def check_certificate_now(self) -> None:
         """Re-check the cert source now (all of it) instead of at the next scheduled time."""
@@ -213,15 +216,25 @@ class InjectorServer(kopf.WebhookServer):
 
         async def handle(request: aiohttp.web.Request) -> aiohttp.web.Response:
             started = time.perf_counter()
+            result = "error"
             try:
-                return await self._handle(fn, request)
+                response, result = await self._handle(fn, request)
+                return response
             except Exception:  # a bug here must still produce a review, and be counted
                 self.internal_errors += 1
                 logger.exception("Admission request failed before review")
                 body = review_response(None, allowed=False, code=400, message="bad request")
                 return aiohttp.web.json_response(body, status=400)
             finally:
-                self.service_times.append(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self.service_times.append(seconds)
+                if self.on_review is not None:
+                    webhook = request.match_info.get("id", "")
+                    self.on_review(
+                        webhook if webhook in self.endpoints else "unknown",
+                        result,
+                        seconds,
+                    )
 
         app = aiohttp.web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{id:.*}", handle)  # every answer is ours, even 404/405
@@ -258,27 +271,30 @@ class InjectorServer(kopf.WebhookServer):
             self.listening.clear()
             await runner.cleanup()
 
-    async def _handle(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+    async def _handle(
+        self, fn: Any, request: aiohttp.web.Request
+    ) -> tuple[aiohttp.web.Response, str]:
+        """The answer, and how it went: allowed, denied, invalid (not a review) or error."""
         self.served += 1
         webhook = request.match_info.get("id", "")
         if request.method != "POST":
             body = review_response(None, allowed=False, code=405, message="POST an AdmissionReview")
-            return aiohttp.web.json_response(body, status=405)
+            return aiohttp.web.json_response(body, status=405), "invalid"
         expected = self.endpoints.get(webhook)
         try:
             raw = await request.read()
         except aiohttp.web.HTTPRequestEntityTooLarge:
             body = review_response(None, allowed=False, code=413, message="request too large")
-            return aiohttp.web.json_response(body, status=413)
+            return aiohttp.web.json_response(body, status=413), "invalid"
         if expected is None:
             message = f"no admission webhook at /{webhook}"
             body = review_response(_uid_only(raw), allowed=False, code=404, message=message)
-            return aiohttp.web.json_response(body, status=404)
+            return aiohttp.web.json_response(body, status=404), "invalid"
         try:
             review = parse_review(raw, expected)
         except ReviewError as exc:
             body = review_response(_uid_only(raw), allowed=False, code=400, message=str(exc))
-            return aiohttp.web.json_response(body, status=400)
+            return aiohttp.web.json_response(body, status=400), "invalid"
         headers = dict(request.headers)
         sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
         try:
@@ -290,5 +306,7 @@ class InjectorServer(kopf.WebhookServer):
             logger.exception("Admission review %s failed", review["request"]["uid"])
             message = f"the carrier injector failed: {type(exc).__name__}: {exc}"[:500]
             body = review_response(review, allowed=False, code=500, message=message)
-            return aiohttp.web.json_response(body)
-        return aiohttp.web.json_response(response)
+            return aiohttp.web.json_response(body), "error"
+        answered = response.get("response") if isinstance(response, Mapping) else None
+        allowed = isinstance(answered, Mapping) and answered.get("allowed") is True
+        return aiohttp.web.json_response(response), "allowed" if allowed else "denied"

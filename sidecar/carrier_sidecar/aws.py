@@ -254,3 +254,25 @@ def _partitions() -> tuple[tuple[str, re.Pattern[str], frozenset[str]], ...]:
         )
         for p in json.loads(ENDPOINTS_JSON).get("partitions", [])
     )
+
+
+def parse_queue_arn(arn: str) -> tuple[str, str, str] | None:
+    """``(region, account, name)`` of an SQS queue ARN, or None if ``arn`` is not one."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not parts[5]:
+        return None
+    _, _, _, region, account, name = parts
+    return region, account, name
+
+
+def queue_url_from_arn(arn: str, like_url: str) -> str | None:
+    """The URL of the queue ``arn`` names, on the same SQS endpoint as ``like_url`` (AWS's own
+    host of that region, or a local server's: moto and LocalStack serve ``/{account}/{name}``);
+    None if ``arn`` is not an SQS queue ARN. A redrive policy's dead-letter queue is in the
+    source queue's region, so the source's endpoint serves it too."""
+    parsed = parse_queue_arn(arn)
+    if parsed is None:
+        return None
+    _region, account, name = parsed
+    parts = urlsplit(like_url)
+    return f"{parts.scheme}://{parts.netloc}/{account}/{name}"

@@ -28,6 +28,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}
     },
     "pod-monitor": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "observability": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "dashboard": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+        }
+    },
     "pdb-off": {"replicaCount": 2, "podDisruptionBudget": {"enabled": False}},
     "rollout": {"rollout": {"enabled": True}},
     "autoscaling": {"autoscaling": {"enabled": True}},

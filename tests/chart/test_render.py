@@ -13,7 +13,15 @@ from .helm import CHART, NAMESPACE, ROOT, SCENARIOS, find, one, render, require_
 # Kubernetes versions the chart supports at both ends (Chart.yaml kubeVersion >= 1.27).
 K8S_VERSIONS = ("1.27.0", "1.33.0")
 # Kinds with no schema in kubernetes-validate: each gets a structural check below instead.
-CUSTOM_KINDS = {"Certificate", "Issuer", "PodMonitor", "ClusterKopfPeering", "KopfPeering"}
+CUSTOM_KINDS = {
+    "Certificate",
+    "Issuer",
+    "PodMonitor",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "ClusterKopfPeering",
+    "KopfPeering",
+}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -60,6 +68,12 @@ def _check_custom(manifest: dict[str, Any]) -> None:
         assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
         assert spec["selector"]
         assert spec["podMetricsEndpoints"][0]["port"]
+    elif kind == "ServiceMonitor":  # tests/chart/test_observability.py checks it in full
+        assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
+        assert spec["endpoints"][0]["port"] == "http-metrics"
+    elif kind == "PrometheusRule":  # promtool checks it: tests/chart/test_observability.py
+        assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
+        assert spec["groups"][0]["rules"]
     else:
         assert manifest["apiVersion"] == "kopf.dev/v1"
 

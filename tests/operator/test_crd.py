@@ -166,13 +166,14 @@ def test_crd_is_a_structural_v1_schema() -> None:
     assert version["served"]
     assert version["storage"]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"][:7]] == [
+    assert [c["name"] for c in version["additionalPrinterColumns"][:8]] == [
         "Queue",
         "Webhook",
         "Valid",
         "Ready",
         "Pods",
         "Depth",
+        "DLQ",
         "Age",
     ]
     root = version["schema"]["openAPIV3Schema"]

@@ -39,12 +39,12 @@ def _service_ports(manifests: list[dict[str, Any]]) -> dict[str, Any]:
     return {p["name"]: p for p in one(manifests, "Service")["spec"]["ports"]}
 
 
-def test_off_by_default_no_keda_rights_no_port(helm: str) -> None:
+def test_off_by_default_no_keda_rights(helm: str) -> None:
     manifests = render(helm, {})
     grants = _grants(manifests, "ClusterRole")
     assert not {key for key in KEDA if key in grants}
     assert _env(manifests)["CARRIER_OPERATOR_AUTOSCALING"] == "false"
-    assert set(_service_ports(manifests)) == {"https"}
+    assert set(_service_ports(manifests)) == {"https", "http-metrics"}
 
 
 def test_enabled_grants_exactly_the_keda_rules_and_the_depth_port(helm: str) -> None:
@@ -52,7 +52,7 @@ def test_enabled_grants_exactly_the_keda_rules_and_the_depth_port(helm: str) -> 
     grants = _grants(manifests, "ClusterRole")
     assert {key: grants[key] for key in KEDA} == KEDA
     assert _env(manifests)["CARRIER_OPERATOR_AUTOSCALING"] == "true"
-    http = _service_ports(manifests)["http"]
+    http = _service_ports(manifests)["http-metrics"]  # /metrics and the depth endpoint
     assert (http["port"], http["targetPort"]) == (8080, "health")
 
 

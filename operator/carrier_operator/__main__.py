@@ -20,7 +20,6 @@ import kopf
 from . import admission, reconcile
 from .autoscaling import depth_document
 from .binding import GROUP
-from .book import Book
 from .checker import Checker
 from .config import OperatorConfigError, OperatorSettings
 from .events import EventPoster
@@ -34,6 +33,7 @@ from .queues import QueueReader
 from .scaling_sync import ScalingSync
 from .scheduler import Scheduler, utc_now
 from .spec_sync import SpecSync
+from .status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ async def _startup(
     identity = default_identity()
     api = await KubeAPI.from_environment()
     api.user_agent = f"carrier-operator/{identity}"
-    admission.configure(settings, config, api=api).on_review = metrics.admission_reviewed
+    admission.configure(settings, config, memo, api=api).on_review = metrics.admission_reviewed
     leadership: Leadership = SoleReplica()
     if config.leader_election:
         leadership = LeaderElector(
@@ -84,11 +84,11 @@ async def _startup(
             # A new leader starts from the statuses as written and looks at every binding.
             on_started_leading=lambda: _elected(checker, scheduler),
         )
-    book = Book(api, leadership)
+    statuses = StatusWriter(api, leadership)
     reader = QueueReader()
     pods = PodWatcher(api, config.namespace_list)
     checker = Checker(
-        book=book,
+        statuses=statuses,
         reader=reader,
         bindings=kwargs[reconcile.BINDINGS_INDEX],
         pods=pods.index,
@@ -108,7 +108,7 @@ async def _startup(
         ),
         metrics=metrics,
     )
-    metrics.watch(book.items, leadership.is_leader)
+    metrics.watch(statuses.items, leadership.is_leader)
     pods.on_change = functools.partial(checker.touch, queue=False)
     scheduler = Scheduler(
         api=api,
@@ -123,7 +123,7 @@ async def _startup(
     memo.carrier = reconcile.Runtime(
         config=config,
         api=api,
-        book=book,
+        statuses=statuses,
         reader=reader,
         checker=checker,
         leadership=leadership,
@@ -174,7 +174,7 @@ async def _cleanup(memo: Any, **_: Any) -> None:
 def _probe(memo: Any, **_: Any) -> int:
     """The liveness endpoint also reports how many bindings the operator tracks."""
     carrier = getattr(memo, "carrier", None)
-    return len(carrier.book.keys()) if isinstance(carrier, reconcile.Runtime) else 0
+    return len(carrier.statuses.keys()) if isinstance(carrier, reconcile.Runtime) else 0
 
 
 def _depth(memo: Any, namespace: str, name: str) -> tuple[int, dict[str, Any]]:

@@ -37,6 +37,7 @@ from .validation import binding_problems
 from .webhook_server import InjectorServer
 
 logger = logging.getLogger(__name__)
+MEMO_KEY = "carrier_injector"
 
 NODES_FIRST_LIST = 10.0  # seconds the webhook server's start waits for the first node list
 INDEX = "carrier_bindings"  # the kwarg name kopf gives the index in handlers
@@ -77,8 +78,6 @@ class Injector:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.nodes.synced.wait(), NODES_FIRST_LIST)
 
-
-_injector: Injector | None = None
 
 REFUSAL_LOG_WINDOW = 60.0  # seconds: one WARNING per (namespace, binding, reason) at most
 
@@ -143,6 +142,7 @@ def _refuse(namespace: str, binding: str, message: str, code: int) -> kopf.Admis
 def configure(
     settings: kopf.OperatorSettings,
     config: OperatorSettings,
+    memo: kopf.Memo,
     *,
     api: KubeAPI | None = None,
     addr: str | None = None,  # every interface, IPv4 and IPv6 (dual-stack clusters)
@@ -153,9 +153,8 @@ def configure(
     ``api``, ``addr`` and ``cert_source`` exist for tests and benchmarks;
     the operator passes only the two settings objects.
     """
-    global _injector
     injector = Injector(config, api=api)
-    _injector = injector
+    memo[MEMO_KEY] = injector  # the handlers find it in kopf's memo, as reconcile keeps its own
     if cert_source is None:
         cert_source = (
             CertDirectory(config.cert_dir)
@@ -176,10 +175,17 @@ def configure(
     return server
 
 
-def _require() -> Injector:
-    if _injector is None:
+def injector_of(memo: Mapping[str, Any]) -> Injector | None:
+    """The injector :func:`configure` put in kopf's memo, if any."""
+    injector = memo.get(MEMO_KEY)
+    return injector if isinstance(injector, Injector) else None
+
+
+def _require(memo: Mapping[str, Any]) -> Injector:
+    injector = injector_of(memo)
+    if injector is None:
         raise kopf.AdmissionError("the carrier injector is not configured", code=503)
-    return _injector
+    return injector
 
 
 # --- handlers --------------------------------------------------------------------------------
@@ -189,19 +195,21 @@ def _index_bindings(name: str, namespace: str | None, body: kopf.Body, **_: Any)
     return index_entry(namespace or "", name, body)
 
 
-def _bindings_synced(**_: Any) -> None:
-    if _injector is not None:
-        _injector.lookup.mark_synced()
+def _bindings_synced(memo: kopf.Memo, **_: Any) -> None:
+    injector = injector_of(memo)
+    if injector is not None:
+        injector.lookup.mark_synced()
 
 
 async def _mutate_pod(
     body: kopf.Body,
     patch: kopf.Patch,
     warnings: list[str],
+    memo: kopf.Memo,
     operation: str | None = None,
     **kwargs: Any,
 ) -> None:
-    injector = _require()
+    injector = _require(memo)
     pod: Mapping[str, Any] = body
     meta = pod.get("metadata") or {}
     name = (meta.get("labels") or {}).get(BINDING_LABEL)
@@ -253,8 +261,8 @@ async def _mutate_pod(
     )
 
 
-def _validate_binding(body: kopf.Body, **_: Any) -> None:
-    injector = _require()
+def _validate_binding(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    injector = _require(memo)
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace") or "")
     spec = body.get("spec")

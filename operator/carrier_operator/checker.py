@@ -20,7 +20,6 @@ from typing import Any
 
 from .autoscaling import check_interval
 from .background import cancel_and_wait
-from .book import Book, Key
 from .dead_letters import READ, RiseWatch
 from .events import DEAD_LETTERS_RISING, Involved
 from .leader import Leadership, NotLeader, SoleReplica
@@ -29,6 +28,7 @@ from .queues import QueueProbe, QueueReader
 from .scaling_sync import ScalingSync
 from .spec_sync import SpecSync, queue_check_off
 from .status import now_iso
+from .status_writer import Key, StatusWriter
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Checker:
     def __init__(
         self,
         *,
-        book: Book,
+        statuses: StatusWriter,
         reader: QueueReader,
         bindings: Mapping[Any, Any],
         pods: Mapping[Any, Any],
@@ -61,7 +61,7 @@ class Checker:
         scaling: ScalingSync | None = None,
         metrics: OperatorMetrics | None = None,
     ) -> None:
-        self.book = book
+        self.statuses = statuses
         self.metrics = metrics or OperatorMetrics()
         self.dead_letters = RiseWatch()
         self.sync = sync
@@ -103,7 +103,7 @@ class Checker:
 
     def elected(self) -> None:
         """We just became the leader: start from the statuses as written, look at everything."""
-        self.book.clear()
+        self.statuses.clear()
         self.dead_letters.clear()
         self._due.clear()
         self._next_recount = 0.0
@@ -138,8 +138,8 @@ class Checker:
             self._due.pop(key, None)
         for key in set(self._generations) - present:
             self._generations.pop(key, None)
-        for key in set(self.book.keys()) - present:
-            self.book.forget(key)
+        for key in set(self.statuses.keys()) - present:
+            self.statuses.forget(key)
             self.dead_letters.forget(key)
             self.metrics.forget(key)
         due = [key for key in present if self._due.get(key, 0.0) <= now]
@@ -174,7 +174,7 @@ class Checker:
         if not entries:
             return
         entry = entries[-1]
-        obs = self.book.observed(key, entry.get("status"))
+        obs = self.statuses.observed(key, entry.get("status"))
         settings = await self.sync.sync(key, entry, obs)
         if settings is not None:
             obs.check_off = queue_check_off(entry.get("spec") or {}, self.queue_check)
@@ -218,12 +218,12 @@ class Checker:
         )
 
     async def _publish(self, key: Key) -> None:
-        if not await self.book.try_publish(key):
+        if not await self.statuses.try_publish(key):
             self.metrics.reconcile_error("status_write")
 
     async def _recount(self, key: Key) -> None:
         if not _values(self.bindings, key):
             return
-        obs = self.book.observed(key)
+        obs = self.statuses.observed(key)
         obs.pods = self.bound_pods(key)
         await self._publish(key)

@@ -1,7 +1,7 @@
 """Prometheus metrics of the operator, on a registry of their own (docs/observability.md).
 
 Per-binding series are not kept in labelled children that someone must remember to remove:
-a custom collector renders them at scrape time from the leader's notebook (:class:`.book.Book`,
+a custom collector renders them at scrape time from the leader's notebook (:class:`.statuses.StatusWriter`,
 one :class:`.status.Observed` per binding), so a deleted binding's series vanish with its notes
 and cardinality is the number of bindings. Only the leader reads queues: a replica that is not
 the leader exports no per-binding series (and ``carrier_operator_leader 0``); the admission

@@ -17,13 +17,13 @@ import kopf
 
 from . import admission
 from .binding import GROUP, PLURAL, VERSION
-from .book import Book
 from .checker import Checker
 from .config import OperatorSettings
 from .kubeapi import KubeAPI
 from .leader import LeaderElector, Leadership
 from .queues import QueueReader
 from .scheduler import Scheduler
+from .status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Runtime:
 
     config: OperatorSettings
     api: KubeAPI
-    book: Book
+    statuses: StatusWriter
     reader: QueueReader
     checker: Checker
     leadership: Leadership

@@ -31,10 +31,10 @@ from .autoscaling import (
     scaling_of,
     trigger_authentication,
 )
-from .book import Key
 from .kubeapi import MERGE_PATCH, KubeAPI, KubeAPIError
 from .leader import Leadership, fence
 from .status import AUTOSCALING, Observed, ScalingReport
+from .status_writer import Key
 
 logger = logging.getLogger(__name__)
 

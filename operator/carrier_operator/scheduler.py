@@ -45,7 +45,6 @@ from carrier_sidecar.tasks import SCHEDULED_TIME_ATTR, TASK_NAME_ATTR, rfc3339
 
 from .background import cancel_and_wait
 from .binding import BindingError
-from .book import Key, status_path
 from .config import OperatorSettings
 from .events import SCHEDULE_SEND_FAILED, EventPoster, Involved
 from .kubeapi import MERGE_PATCH, KubeAPI, KubeAPIError
@@ -53,6 +52,7 @@ from .leader import Leadership, NotLeader, SoleReplica, fence
 from .queues import QueueReader, where
 from .schedules import Schedule, ScheduleError, due, next_tick, parse_schedules, parse_time
 from .spec_sync import check_validity
+from .status_writer import Key, status_path
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from typing import Any
 from carrier_sidecar.settings import Settings
 
 from .binding import BindingError, render_env, settings_hash, sidecar_hash
-from .book import Key
 from .config import OperatorSettings
 from .events import (
     INVALID_SPEC,
@@ -34,6 +33,7 @@ from .leader import Leadership
 from .metrics import OperatorMetrics
 from .rollout import roll_out
 from .status import Observed, now_iso
+from .status_writer import Key
 from .validation import check_binding
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp.web
 import kopf
+from yarl import URL
 
 from carrier_sidecar.listen import describe, listen_sockets
 
@@ -56,7 +57,19 @@ def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
 
 
 def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
-    """Decode and check an AdmissionReview request against the resource this path reviews."""
+    """Decode and check an AdmissionReview request against the resource this path reviews:
+    the envelope, then the request's target, then its objects, then their namespace."""
+    review = _envelope(raw)
+    request: dict[str, Any] = review["request"]
+    _check_target(request, expected)
+    for key in ("object", "oldObject"):
+        _check_object(request, key)
+    _settle_namespace(request)
+    return review
+
+
+def _envelope(raw: bytes) -> dict[str, Any]:
+    """JSON, an AdmissionReview of a known version, a request with a uid, bounded depth."""
     try:
         review = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -75,6 +88,11 @@ def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
         raise ReviewError("request.uid must be a non-empty string")
     if not _depth_ok(request):
         raise ReviewError(f"request is nested deeper than {MAX_DEPTH} levels")
+    return review
+
+
+def _check_target(request: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """The resource this endpoint reviews, no sub-resource, a known operation, a user."""
     resource = request.get("resource")
     if not isinstance(resource, dict) or not all(
         isinstance(resource.get(k), str) for k in ("group", "version", "resource")
@@ -91,31 +109,42 @@ def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
         raise ReviewError(f"request.operation must be one of {', '.join(OPERATIONS)}")
     if not isinstance(request.get("userInfo"), dict):
         raise ReviewError("request.userInfo is missing")
-    obj, old = request.get("object"), request.get("oldObject")
-    if not isinstance(obj, dict) and not isinstance(old, dict):
+    if not isinstance(request.get("object"), dict) and not isinstance(
+        request.get("oldObject"), dict
+    ):
         raise ReviewError("request.object (or oldObject) must be an object")
-    for key in ("object", "oldObject"):
-        value = request.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise ReviewError(f"request.{key} must be an object")
-        meta = value.get("metadata")
-        if meta is None:
-            continue
-        if not isinstance(meta, dict):
-            raise ReviewError(f"request.{key}.metadata must be an object")
-        for field in ("name", "namespace", "uid", "generateName", "resourceVersion"):
-            if meta.get(field) is not None and not isinstance(meta[field], str):
-                raise ReviewError(f"request.{key}.metadata.{field} must be a string")
-        for field in ("labels", "annotations"):
-            if field in meta and meta[field] is None:
-                del meta[field]  # null means absent (kopf's filters expect a mapping)
-            pairs = meta.get(field)
-            if pairs is not None and not (
-                isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
-            ):
-                raise ReviewError(f"request.{key}.metadata.{field} must map strings to strings")
+
+
+def _check_object(request: Mapping[str, Any], key: str) -> None:
+    """``request.<key>``, if present: an object whose metadata has the types kopf relies on
+    (a null label or annotation map means absent, as the API server treats it)."""
+    value = request.get(key)
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ReviewError(f"request.{key} must be an object")
+    meta = value.get("metadata")
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise ReviewError(f"request.{key}.metadata must be an object")
+    for field in ("name", "namespace", "uid", "generateName", "resourceVersion"):
+        if meta.get(field) is not None and not isinstance(meta[field], str):
+            raise ReviewError(f"request.{key}.metadata.{field} must be a string")
+    for field in ("labels", "annotations"):
+        if field in meta and meta[field] is None:
+            del meta[field]  # null means absent (kopf's filters expect a mapping)
+        pairs = meta.get(field)
+        if pairs is not None and not (
+            isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
+        ):
+            raise ReviewError(f"request.{key}.metadata.{field} must map strings to strings")
+
+
+def _settle_namespace(request: Mapping[str, Any]) -> None:
+    """``request.namespace`` agrees with each object's, and fills it where the object has none:
+    pods created by a ReplicaSet arrive with generateName and no namespace, and the handlers
+    read it from the object, as for every other pod."""
     namespace = request.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise ReviewError("request.namespace must be a string")
@@ -131,11 +160,8 @@ def parse_review(raw: bytes, expected: Mapping[str, Any]) -> dict[str, Any]:
             raise ReviewError(
                 f"request.{key}.metadata.namespace {own!r} differs from request.namespace"
             )
-        # Pods created by a ReplicaSet arrive with generateName and no namespace: the request
-        # says where they go. Handlers read it from the object, as for every other pod.
         if namespace and not own:
             meta["namespace"] = namespace
-    return review
 
 
 def review_response(review: Any, *, allowed: bool, code: int, message: str) -> dict[str, Any]:
@@ -203,11 +229,12 @@ class InjectorServer(kopf.WebhookServer):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _client_config(self, material: CertMaterial) -> Any:
-        url = self._build_url("https", self.host or "localhost", self.port or 443, "")
+    def _client_config(self, material: CertMaterial) -> kopf.WebhookClientConfig:
+        # yarl brackets an IPv6 host and drops the default port, as a client config wants.
+        url = str(URL.build(scheme="https", host=self.host or "localhost", port=self.port or 443))
         return {"url": url, "caBundle": base64.b64encode(material.ca_bundle).decode("ascii")}
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         if self.on_start is not None:
             await self.on_start()
         material = await self._initial_material()
@@ -272,7 +299,7 @@ class InjectorServer(kopf.WebhookServer):
             await runner.cleanup()
 
     async def _handle(
-        self, fn: Any, request: aiohttp.web.Request
+        self, fn: kopf.WebhookFn, request: aiohttp.web.Request
     ) -> tuple[aiohttp.web.Response, str]:
         """The answer, and how it went: allowed, denied, invalid (not a review) or error."""
         self.served += 1
@@ -298,7 +325,9 @@ class InjectorServer(kopf.WebhookServer):
         headers = dict(request.headers)
         sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
         try:
-            response = await fn(review, webhook=webhook, sslpeer=sslpeer, headers=headers)
+            # parse_review checked the shape kopf's reviews.Request TypedDict describes.
+            checked: Any = review
+            response = await fn(checked, webhook=webhook, sslpeer=sslpeer, headers=headers)
         except Exception as exc:
             # kopf's own request errors, or a bug: deny (what failurePolicy Fail would do) with a
             # readable message instead of a 500, and count it so tests catch it.

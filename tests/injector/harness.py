@@ -246,8 +246,10 @@ class OperatorThread:
         registry: kopf.OperatorRegistry,
         settings: kopf.OperatorSettings,
         cleanup: Callable[[], Awaitable[None]],
+        memo: kopf.Memo | None = None,
     ) -> None:
         self.cleanup = cleanup
+        self.memo = memo if memo is not None else kopf.Memo()
         self.registry = registry
         self.settings = settings
         self.stop_flag = threading.Event()
@@ -265,6 +267,7 @@ class OperatorThread:
                     clusterwide=True,
                     standalone=True,
                     stop_flag=self.stop_flag,
+                    memo=self.memo,
                 )
             finally:
                 await self.cleanup()
@@ -384,12 +387,13 @@ async def running_injector(
         settings.posting.enabled = False
         settings.networking.connect_timeout = 5
         api = KubeAPI(kube.url, token=kube.operator_token)
-        server = admission.configure(settings, config, api=api, addr="127.0.0.1")
-        operator = OperatorThread(registry, settings, api.close)
+        memo = kopf.Memo()
+        server = admission.configure(settings, config, memo, api=api, addr="127.0.0.1")
+        operator = OperatorThread(registry, settings, api.close, memo)
         operator.start()
         try:
             await _wait(lambda: server.listening.is_set(), operator, timeout, "the webhook server")
-            injector = admission._injector
+            injector = admission.injector_of(memo)
             assert injector is not None
             if bindings:
                 await _wait(lambda: injector.lookup.synced, operator, timeout, "kopf's index")

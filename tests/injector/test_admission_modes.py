@@ -33,8 +33,9 @@ async def test_admit_mode_lets_the_pod_through_without_the_sidecar_and_warns() -
 
 async def test_before_the_index_is_filled_the_api_answers_for_the_pods_namespace() -> None:
     async with running_injector() as injector:  # no bindings yet: the index never reported
-        lookup = admission._injector.lookup if admission._injector else None
-        assert lookup is not None
+        found = admission.injector_of(injector.operator.memo)
+        assert found is not None
+        lookup = found.lookup
         assert not lookup.synced
         answer = await injector.mutate(replicaset_pod("orders"), namespace="team-a")
         assert not answer.allowed

@@ -13,8 +13,9 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import kopf
 import pytest
 from cryptography import x509
 
@@ -115,7 +116,7 @@ async def serving(folder: Path) -> AsyncIterator[InjectorServer]:
         port=free_port(),
         host=CONFIG.service_host,
     )
-    configs = server(_answer)
+    configs = server(cast(kopf.WebhookFn, _answer))  # a stand-in for kopf's review handler
 
     async def drive() -> None:
         async for _config in configs:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.support.sqs_proxy import SqsProxy
 from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, fake_kube
 from tests.support.operators import RELEASE_NAMESPACE, Fleet, Replica, operators
 from tests.support.scrape import scrape, value
 from tests.support.servers import MotoServer, eventually
+from tests.support.sqs_proxy import SqsProxy
 
 NAMESPACE = "team-a"
 

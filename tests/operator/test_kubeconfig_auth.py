@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from carrier_operator.book import Book
 from carrier_operator.config import OperatorSettings
 from carrier_operator.kubeapi import KubeAPI, KubeAPIError
+from carrier_operator.status_writer import StatusWriter
 from tests.support.kube import (
     BINDINGS,
     SECRETS,
@@ -60,9 +60,9 @@ async def _operator_calls_succeed(kube: FakeKube, api: KubeAPI) -> None:
         secret = {"metadata": {"name": CONFIG.cert_secret, "namespace": CONFIG.service_namespace}}
         await api.request("POST", SECRET_PATH.rsplit("/", 1)[0], secret)
         assert await api.get(SECRET_PATH) is not None
-        book = Book(api)
-        book.observed((NAMESPACE, "orders")).pods = ("worker",)
-        assert await book.publish((NAMESPACE, "orders"))
+        statuses = StatusWriter(api)
+        statuses.observed((NAMESPACE, "orders")).pods = ("worker",)
+        assert await statuses.publish((NAMESPACE, "orders"))
     finally:
         await api.close()
     assert kube.status(BINDINGS, NAMESPACE, "orders").get("boundPods") == 1

@@ -16,12 +16,12 @@ import pytest
 from aiohttp import web
 
 from carrier_operator.bindings_cache import index_entry
-from carrier_operator.book import Book
 from carrier_operator.events import SCHEDULE_SEND_FAILED, EventPoster
 from carrier_operator.kubeapi import KubeAPI
 from carrier_operator.leader import LeaderElector, Leadership, NotLeader, SoleReplica
 from carrier_operator.queues import QueueReader
 from carrier_operator.scheduler import Scheduler
+from carrier_operator.status_writer import StatusWriter
 from tests.support.kube import BINDINGS, LEASES, FakeKube, binding_object, fake_kube
 from tests.support.operators import LEASE_NAME, RELEASE_NAMESPACE
 from tests.support.servers import MotoServer
@@ -572,10 +572,10 @@ async def test_the_checkers_status_writes_and_the_schedulers_keep_each_others_ke
     await kube.create(
         BINDINGS, binding_object(NAMESPACE, "orders", spec(moto.endpoint, queue_name, HOURLY))
     )
-    book = Book(api)
-    obs = book.observed((NAMESPACE, "orders"))
+    statuses = StatusWriter(api)
+    obs = statuses.observed((NAMESPACE, "orders"))
     obs.settings_hash, obs.env_count = "abc", 3
-    await book.publish((NAMESPACE, "orders"))
+    await statuses.publish((NAMESPACE, "orders"))
     sched = scheduler(kube, api, reader, clock)
     await sched.round()
     clock.at("2026-12-02T11:00:00Z")
@@ -596,7 +596,7 @@ async def test_the_checkers_status_writes_and_the_schedulers_keep_each_others_ke
     conflicts = [s for s in kube.served("PATCH", "/orders/status") if s.status == 409]
     assert len(conflicts) == 1
     obs.checked_at = "2026-12-02T11:00:05Z"
-    await book.publish((NAMESPACE, "orders"))
+    await statuses.publish((NAMESPACE, "orders"))
     status = kube.status(BINDINGS, NAMESPACE, "orders")
     assert status["settingsHash"] == "abc"
     assert status["lastChecked"] == "2026-12-02T11:00:05Z"

@@ -26,7 +26,7 @@ def status_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
 
 
-class Book:
+class StatusWriter:
     def __init__(self, api: KubeAPI, leadership: Leadership | None = None) -> None:
         self.api = api
         self.leadership: Leadership = leadership or SoleReplica()

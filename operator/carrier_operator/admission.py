@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import kopf
 
+from .background import cancel_and_wait
 from .binding import BINDING_LABEL, GROUP, PLURAL, VERSION
 from .bindings_cache import BindingLookup, index_entry
 from .cert_directory import CertDirectory
@@ -77,6 +78,11 @@ class Injector:
             self._node_watch = asyncio.ensure_future(self.nodes.run())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.nodes.synced.wait(), NODES_FIRST_LIST)
+
+    async def stop(self) -> None:
+        """Stop following the nodes (kopf waits 5 s for tasks left running at exit)."""
+        await cancel_and_wait(self._node_watch)
+        self._node_watch = None
 
 
 REFUSAL_LOG_WINDOW = 60.0  # seconds: one WARNING per (namespace, binding, reason) at most
@@ -293,6 +299,13 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.validate(
         *resource, id=VALIDATE_BINDINGS_ID, operations=["CREATE", "UPDATE"], registry=registry
     )(_validate_binding)
+    kopf.on.cleanup(registry=registry)(_stop_injector)
+
+
+async def _stop_injector(memo: kopf.Memo, **_: Any) -> None:
+    injector = injector_of(memo)
+    if injector is not None:
+        await injector.stop()
 
 
 register(kopf.get_default_registry())

@@ -36,6 +36,7 @@ class Flood:
 
     healthz: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
+    outcomes: list[str] = field(default_factory=list)  # every /healthz answer, in order
 
     def p(self, q: float) -> float:
         ordered = sorted(self.healthz)
@@ -58,6 +59,7 @@ async def wave(base: str, concurrency: int, flood: Flood, timeout: float = 10.0)
                 key = type(exc).__name__
             if path == "/healthz":
                 flood.healthz.append(time.monotonic() - started)
+                flood.outcomes.append(key)
             flood.statuses[key] = flood.statuses.get(key, 0) + 1
 
         paths = ["/metrics" if i % 2 else "/healthz" for i in range(concurrency)]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, fake_kube
-from tests.support.operators import RELEASE_NAMESPACE, Fleet, Replica, operators
+from tests.support.kube import BINDINGS, FakeKube, binding_object, condition
+from tests.support.operators import Fleet, Replica, fleet_cluster, operators
 from tests.support.scrape import scrape, value
 from tests.support.servers import MotoServer, eventually
 from tests.support.sqs_proxy import SqsProxy
@@ -22,9 +22,7 @@ NAMESPACE = "team-a"
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(
-        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
-    ) as api:
+    async with fleet_cluster(NAMESPACE) as api:
         yield api
 
 

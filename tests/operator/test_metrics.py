@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from tests.injector.harness import pod_review
-from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, fake_kube, pod_object
-from tests.support.operators import RELEASE_NAMESPACE, Fleet, Replica, operators
+from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, pod_object
+from tests.support.operators import Fleet, Replica, fleet_cluster, operators
 from tests.support.scrape import scrape, value
 from tests.support.servers import MotoServer, eventually
 
@@ -21,9 +21,7 @@ NAMESPACE = "team-a"
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(
-        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
-    ) as api:
+    async with fleet_cluster(NAMESPACE) as api:
         yield api
 
 

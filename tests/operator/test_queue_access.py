@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from tests.injector.harness import pod_review
-from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, fake_kube, pod_object
-from tests.support.operators import RELEASE_NAMESPACE, Fleet, operators
+from tests.support.kube import BINDINGS, FakeKube, binding_object, condition, pod_object
+from tests.support.operators import Fleet, fleet_cluster, operators
 from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
 from tests.support.sqs_proxy import SqsProxy
 
@@ -36,9 +36,7 @@ NO_CREDENTIALS: dict[str, str | None] = {
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(
-        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
-    ) as api:
+    async with fleet_cluster(NAMESPACE) as api:
         yield api
 
 

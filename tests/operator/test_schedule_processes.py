@@ -29,8 +29,8 @@ from carrier_operator.leader import SoleReplica
 from carrier_operator.queues import QueueReader
 from carrier_operator.scheduler import Scheduler
 from tests.operator.test_scheduler import Clock, LiveIndex, drain, ticks
-from tests.support.kube import BINDINGS, FakeKube, binding_object, fake_kube
-from tests.support.operators import RELEASE_NAMESPACE, Fleet, kill_on, operators
+from tests.support.kube import BINDINGS, FakeKube, binding_object
+from tests.support.operators import Fleet, fleet_cluster, kill_on, operators
 from tests.support.servers import MotoServer, WebhookRecorder, eventually
 from tests.support.sidecars import FAST, sidecar_process
 
@@ -45,9 +45,7 @@ FAST_LEASE = {
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(
-        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
-    ) as api:
+    async with fleet_cluster(NAMESPACE) as api:
         yield api
 
 

@@ -22,8 +22,8 @@ from carrier_operator.leader import LeaderElector, Leadership, NotLeader, SoleRe
 from carrier_operator.queues import QueueReader
 from carrier_operator.scheduler import Scheduler
 from carrier_operator.status_writer import StatusWriter
-from tests.support.kube import BINDINGS, LEASES, FakeKube, binding_object, fake_kube
-from tests.support.operators import LEASE_NAME, RELEASE_NAMESPACE
+from tests.support.kube import BINDINGS, LEASES, FakeKube, binding_object
+from tests.support.operators import LEASE_NAME, RELEASE_NAMESPACE, fleet_cluster
 from tests.support.servers import MotoServer
 from tests.support.sqs_proxy import SqsProxy
 
@@ -75,9 +75,7 @@ class LiveIndex(Mapping[Any, Any]):
 
 @pytest.fixture
 async def kube() -> AsyncIterator[FakeKube]:
-    async with fake_kube(
-        namespaces=("default", NAMESPACE, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
-    ) as api:
+    async with fleet_cluster(NAMESPACE) as api:
         yield api
 
 

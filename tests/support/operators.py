@@ -38,7 +38,7 @@ import kmock
 
 from carrier_operator.config import MUTATE_PODS_ID, OperatorSettings
 from tests.chart import helm
-from tests.support.kube import LEASES, SECRETS, FakeKube
+from tests.support.kube import LEASES, SECRETS, FakeKube, fake_kube
 from tests.support.servers import AWS_TEST_ENV, eventually, free_port
 
 SCRIPT = str(Path(sys.executable).parent / "carrier-operator")
@@ -205,6 +205,14 @@ class Fleet:
         except (aiohttp.ClientError, TimeoutError):
             return False
         return bool((answer.get("response") or {}).get("allowed"))
+
+
+def fleet_cluster(*namespaces: str) -> contextlib.AbstractAsyncContextManager[FakeKube]:
+    """The fake API as the chart sets it up for several replicas: the workload ``namespaces``,
+    the release's namespace (its Lease), and the RBAC the chart renders for replicaCount 2."""
+    return fake_kube(
+        namespaces=("default", *namespaces, RELEASE_NAMESPACE), chart_values={"replicaCount": 2}
+    )
 
 
 def replica_env(kube: FakeKube, index: int, liveness: int, webhook: int) -> dict[str, str]:

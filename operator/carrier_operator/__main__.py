@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
@@ -16,7 +17,10 @@ from typing import Any
 
 import kopf
 
+from carrier_sidecar.footprint import settle
+
 from . import admission, reconcile
+from .background import cancel_and_wait
 from .binding import GROUP
 from .book import Book
 from .checker import Checker
@@ -31,6 +35,9 @@ from .queues import QueueReader
 from .spec_sync import SpecSync
 
 logger = logging.getLogger(__name__)
+
+# Seconds the leader waits for its first reconcile rounds before giving back start-up's memory.
+SETTLE_DEADLINE = 600.0
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
@@ -108,6 +115,9 @@ async def _startup(
         identity=identity,
     )
     memo.carrier_pods = pods
+    memo.carrier_settle = asyncio.create_task(
+        _settle_after_start(memo.carrier), name="carrier settle after start-up"
+    )
     await pods.start()
     checker.start()
     if isinstance(leadership, LeaderElector):
@@ -123,8 +133,24 @@ async def _startup(
     )
 
 
+async def _settle_after_start(carrier: reconcile.Runtime) -> None:
+    """Give start-up's peak back once (glibc keeps it otherwise, so RSS stays at the peak): after
+    kopf has listed the bindings and, on the leader, after two reconcile rounds over the full
+    index (the first may have begun on a partial one), which wrote every status."""
+    await carrier.indexed.wait()
+    if carrier.leadership.is_leader():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SETTLE_DEADLINE):
+                for _ in range(2):
+                    carrier.checker.round_done.clear()
+                    await carrier.checker.round_done.wait()
+    settle()
+    logger.debug("start-up done: garbage collected, free heap returned to the system")
+
+
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
+    await cancel_and_wait(getattr(memo, "carrier_settle", None))
     pods = getattr(memo, "carrier_pods", None)
     if isinstance(pods, PodWatcher):
         await pods.stop()

@@ -70,6 +70,7 @@ class Checker:
         self._task: asyncio.Task[None] | None = None
         self._next_recount = 0.0
         self._generations: dict[Key, Any] = {}
+        self.round_done = asyncio.Event()  # set after every leader round (start-up's settle waits)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="carrier queue checker")
@@ -111,6 +112,7 @@ class Checker:
                 continue
             try:
                 await self._round(loop.time())
+                self.round_done.set()
             except NotLeader:
                 logger.info("leadership lost during a reconcile round: writes stopped")
             except Exception:  # never let one bad round end the checking

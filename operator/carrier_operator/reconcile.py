@@ -8,9 +8,10 @@ writing, woken by :func:`binding_changed` when a spec generation is new.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -40,6 +41,8 @@ class Runtime:
     checker: Checker
     leadership: Leadership
     identity: str
+    # Set by the first binding event: kopf runs it only once its indices are filled.
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def close(self) -> None:
         await self.checker.stop()  # no more writes from here on
@@ -58,4 +61,5 @@ def binding_changed(
     (our own status writes bump no generation, so they wake nothing)."""
     carrier = getattr(memo, "carrier", None)
     if isinstance(carrier, Runtime):
+        carrier.indexed.set()
         carrier.checker.changed((str(namespace), name), meta.get("generation"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from .background import cancel_and_wait
@@ -28,6 +28,7 @@ from .status import now_iso
 logger = logging.getLogger(__name__)
 
 RECOUNT_EVERY = 5.0  # seconds: bound pods are recounted (in memory) at least this often
+ROUND_CONCURRENCY = 32  # bindings reconciled at once (queue reads are further limited to 8)
 
 
 def _values(index: Mapping[Any, Any], key: Key) -> list[Any]:
@@ -67,6 +68,7 @@ class Checker:
         self._pods_dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(concurrency)
+        self._round_limit = asyncio.Semaphore(ROUND_CONCURRENCY)
         self._task: asyncio.Task[None] | None = None
         self._next_recount = 0.0
         self._generations: dict[Key, Any] = {}
@@ -139,8 +141,8 @@ class Checker:
         pods_only = (self._pods_dirty & present) - set(due)
         self._pods_dirty.clear()
         outcomes = await asyncio.gather(
-            *(self._check(key) for key in due),
-            *(self._recount(key) for key in pods_only),
+            *(self._bounded(self._check(key)) for key in due),
+            *(self._bounded(self._recount(key)) for key in pods_only),
             return_exceptions=True,
         )
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -149,6 +151,12 @@ class Checker:
                 logger.error("reconcile failed", exc_info=failure)
         if any(isinstance(f, NotLeader) for f in failures):
             raise NotLeader("leadership lost")
+
+    async def _bounded(self, work: Awaitable[None]) -> None:
+        """At most ROUND_CONCURRENCY bindings in flight: a start-up round over every binding at
+        once would hold every request, rendering and status in memory together."""
+        async with self._round_limit:
+            await work
 
     async def _check(self, key: Key) -> None:
         """Reconcile one binding: spec (validity, rollout, Events), then its queue, then status."""

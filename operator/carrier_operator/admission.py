@@ -183,11 +183,12 @@ def _require() -> Injector:
 # --- handlers --------------------------------------------------------------------------------
 
 
-def _index_bindings(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> object:
+# Async handlers: kopf runs a plain function in its thread pool, one hop per event per handler.
+async def _index_bindings(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> object:
     return index_entry(namespace or "", name, body)
 
 
-def _bindings_synced(**_: Any) -> None:
+async def _bindings_synced(**_: Any) -> None:
     if _injector is not None:
         _injector.lookup.mark_synced()
 

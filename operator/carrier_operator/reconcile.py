@@ -54,11 +54,12 @@ class Runtime:
 
 # --- the bindings themselves ------------------------------------------------------------------
 @kopf.on.event(GROUP, VERSION, PLURAL, id="carrier-binding-changed")
-def binding_changed(
+async def binding_changed(
     namespace: str | None, name: str, meta: Mapping[str, Any], memo: Any, **_: Any
 ) -> None:
     """Every watch event of a binding: wake the reconcile loop if its spec generation is new
-    (our own status writes bump no generation, so they wake nothing)."""
+    (our own status writes bump no generation, so they wake nothing). Async: kopf would run a
+    plain function in its thread pool, a thread hop per event."""
     carrier = getattr(memo, "carrier", None)
     if isinstance(carrier, Runtime):
         carrier.indexed.set()

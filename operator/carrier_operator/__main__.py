@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import logging
 import sys
@@ -35,9 +34,6 @@ from .queues import QueueReader
 from .spec_sync import SpecSync
 
 logger = logging.getLogger(__name__)
-
-# Seconds the leader waits for its first reconcile rounds before giving back start-up's memory.
-SETTLE_DEADLINE = 600.0
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
@@ -134,18 +130,18 @@ async def _startup(
 
 
 async def _settle_after_start(carrier: reconcile.Runtime) -> None:
-    """Give start-up's peak back once (glibc keeps it otherwise, so RSS stays at the peak): after
-    kopf has listed the bindings and, on the leader, after two reconcile rounds over the full
-    index (the first may have begun on a partial one), which wrote every status."""
+    """Give start-up's peak back (glibc keeps it otherwise, so RSS stays at the peak): once kopf
+    has listed the bindings (a follower's whole start-up), and again once this replica, as the
+    leader, has run two reconcile rounds over the full index (the first may have begun on a
+    partial one), which wrote every status. Rounds run only on the leader: a follower waits
+    here, idle, until it is elected or stopped."""
     await carrier.indexed.wait()
-    if carrier.leadership.is_leader():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SETTLE_DEADLINE):
-                for _ in range(2):
-                    carrier.checker.round_done.clear()
-                    await carrier.checker.round_done.wait()
     settle()
-    logger.debug("start-up done: garbage collected, free heap returned to the system")
+    for _ in range(2):
+        carrier.checker.round_done.clear()
+        await carrier.checker.round_done.wait()
+    settle()
+    logger.info("start-up done: garbage collected, free heap returned to the system")
 
 
 @kopf.on.cleanup()

@@ -17,8 +17,11 @@ from typing import Any
 
 import kopf
 
+from carrier_sidecar.memory import settle
+
 from . import admission, reconcile
 from .autoscaling import depth_document
+from .background import cancel_and_wait
 from .binding import GROUP
 from .checker import Checker
 from .config import OperatorConfigError, OperatorSettings
@@ -131,6 +134,9 @@ async def _startup(
         scheduler=scheduler,
     )
     memo.carrier_pods = pods
+    memo.carrier_settle = asyncio.create_task(
+        _settle_after_start(memo.carrier), name="carrier settle after start-up"
+    )
     await pods.start()
     checker.start()
     scheduler.start()
@@ -161,8 +167,24 @@ def _schedule_clock(config: OperatorSettings) -> Callable[[], datetime]:
     return lambda: utc_now() + offset
 
 
+async def _settle_after_start(carrier: reconcile.Runtime) -> None:
+    """Give start-up's peak back (glibc keeps it otherwise, so RSS stays at the peak): once kopf
+    has listed the bindings (a follower's whole start-up), and again once this replica, as the
+    leader, has run two reconcile rounds over the full index (the first may have begun on a
+    partial one), which wrote every status. Rounds run only on the leader: a follower waits
+    here, idle, until it is elected or stopped."""
+    await carrier.indexed.wait()
+    settle()
+    for _ in range(2):
+        carrier.checker.round_done.clear()
+        await carrier.checker.round_done.wait()
+    settle()
+    logger.info("start-up done: garbage collected, free heap returned to the system")
+
+
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
+    await cancel_and_wait(getattr(memo, "carrier_settle", None))
     pods = getattr(memo, "carrier_pods", None)
     if isinstance(pods, PodWatcher):
         await pods.stop()

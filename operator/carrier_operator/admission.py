@@ -197,11 +197,12 @@ def _require(memo: Mapping[str, Any]) -> Injector:
 # --- handlers --------------------------------------------------------------------------------
 
 
-def _index_bindings(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> object:
+# Async handlers: kopf runs a plain function in its thread pool, one hop per event per handler.
+async def _index_bindings(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> object:
     return index_entry(namespace or "", name, body)
 
 
-def _bindings_synced(memo: kopf.Memo, **_: Any) -> None:
+async def _bindings_synced(memo: kopf.Memo, **_: Any) -> None:
     injector = injector_of(memo)
     if injector is not None:
         injector.lookup.mark_synced()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from .autoscaling import check_interval
@@ -33,6 +33,7 @@ from .status_writer import Key, StatusWriter
 logger = logging.getLogger(__name__)
 
 RECOUNT_EVERY = 5.0  # seconds: bound pods are recounted (in memory) at least this often
+ROUND_CONCURRENCY = 32  # bindings reconciled at once (queue reads are further limited to 8)
 
 
 def _values(index: Mapping[Any, Any], key: Key) -> list[Any]:
@@ -77,9 +78,11 @@ class Checker:
         self._pods_dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(concurrency)
+        self._round_limit = asyncio.Semaphore(ROUND_CONCURRENCY)
         self._task: asyncio.Task[None] | None = None
         self._next_recount = 0.0
         self._generations: dict[Key, Any] = {}
+        self.round_done = asyncio.Event()  # set after every leader round (start-up's settle waits)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="carrier queue checker")
@@ -122,6 +125,7 @@ class Checker:
                 continue
             try:
                 await self._round(loop.time())
+                self.round_done.set()
             except NotLeader:
                 logger.info("leadership lost during a reconcile round: writes stopped")
             except Exception:  # never let one bad round end the checking
@@ -151,8 +155,8 @@ class Checker:
         pods_only = (self._pods_dirty & present) - set(due)
         self._pods_dirty.clear()
         outcomes = await asyncio.gather(
-            *(self._check(key) for key in due),
-            *(self._recount(key) for key in pods_only),
+            *(self._bounded(self._check(key)) for key in due),
+            *(self._bounded(self._recount(key)) for key in pods_only),
             return_exceptions=True,
         )
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -167,6 +171,12 @@ class Checker:
         entries = _values(self.bindings, key)
         spec = (entries[-1].get("spec") or {}) if entries else {}
         return check_interval(spec, self.interval)
+
+    async def _bounded(self, work: Awaitable[None]) -> None:
+        """At most ROUND_CONCURRENCY bindings in flight: a start-up round over every binding at
+        once would hold every request, rendering and status in memory together."""
+        async with self._round_limit:
+            await work
 
     async def _check(self, key: Key) -> None:
         """Reconcile one binding: spec (validity, rollout, Events), then its queue, then status."""

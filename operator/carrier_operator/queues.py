@@ -22,6 +22,7 @@ from aiobotocore.session import get_session
 from botocore import exceptions as boto
 
 from carrier_sidecar.aws import classify_code, error_code, error_message, region_from_url
+from carrier_sidecar.endpoints import install_lean_resolver
 from carrier_sidecar.settings import Settings
 
 from .dead_letters import REDRIVE_POLICY, DeadLetter, read_dead_letter
@@ -66,6 +67,7 @@ class QueueReader:
     def __init__(self, *, timeout: float = 10.0) -> None:
         self.timeout = timeout
         self._session = get_session()
+        install_lean_resolver(self._session)  # SQS's endpoints only: ~7 MB less for good
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str | None, str | None], Any] = {}
         self._lock = asyncio.Lock()

@@ -8,9 +8,10 @@ writing, woken by :func:`binding_changed` when a spec generation is new.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -42,6 +43,8 @@ class Runtime:
     leadership: Leadership
     identity: str
     scheduler: Scheduler | None = None
+    # Set by the first binding event: kopf runs it only once its indices are filled.
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def close(self) -> None:
         await self.checker.stop()  # no more writes from here on
@@ -55,11 +58,13 @@ class Runtime:
 
 # --- the bindings themselves ------------------------------------------------------------------
 @kopf.on.event(GROUP, VERSION, PLURAL, id="carrier-binding-changed")
-def binding_changed(
+async def binding_changed(
     namespace: str | None, name: str, meta: Mapping[str, Any], memo: Any, **_: Any
 ) -> None:
     """Every watch event of a binding: wake the reconcile loop if its spec generation is new
-    (our own status writes bump no generation, so they wake nothing)."""
+    (our own status writes bump no generation, so they wake nothing). Async: kopf would run a
+    plain function in its thread pool, a thread hop per event."""
     carrier = getattr(memo, "carrier", None)
     if isinstance(carrier, Runtime):
+        carrier.indexed.set()
         carrier.checker.changed((str(namespace), name), meta.get("generation"))

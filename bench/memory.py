@@ -170,11 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter to run the sidecar with, e.g. a venv made by .ci/image-install.sh",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for the sidecar"
     )
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
-    python = sys.executable
+    python = args.python
     moto = MotoServer()
     moto.start()
     tmp = Path(tempfile.mkdtemp(prefix="carrier-memory-"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for the sidecar"
     )
+    parser.add_argument(
+        "--cmd", help="the sidecar command instead of PYTHON -m carrier_sidecar (an experiment)"
+    )
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
     python = args.python
@@ -187,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         queue = make_queue(moto.endpoint)
         runs = [
             run_sidecar(
-                moto.endpoint, queue, [python, "-m", "carrier_sidecar"], extra, tmp / "log"
+                moto.endpoint,
+                queue,
+                shlex.split(args.cmd) if args.cmd else [python, "-m", "carrier_sidecar"],
+                extra,
+                tmp / "log",
             )[0]
             for _ in range(args.runs)
         ]

@@ -332,7 +332,7 @@ def render(result: dict[str, Any], keep: str) -> str:
     for key, entry in result.get("configs", {}).items():
         out += [f"## {entry['label']} (`{key}`)", "", *config_table(entry), ""]
     out += profile_section(result.get("profile"))
-    out += [METHOD, "", keep, ""]
+    out += [METHOD, "", keep.rstrip("\n"), ""]
     return "\n".join(out)
 
 

@@ -379,6 +379,10 @@ METHOD = """## How it is measured
   `CARRIER_SQS_ENDPOINT` and `CARRIER_SQS_QUEUE_NAME`, both set). `--sidecar-cmd standin` runs
   `bench/standin.py`, a naive Go-shaped Python loop (waits for its whole batch) kept as a
   reference for head-of-line behaviour.
+- **A/B pairs**: `python -m bench.ab --a "CMD" --b "CMD" [--env-a K=V] [--env-b K=V] [--busy-b N]`
+  runs two commands alternately (AB, BA, ...) on the same servers and prints each pair's B/A
+  ratio, the load average and the spread: on shared cores a change is judged by pairs, never by
+  figures from different hours. `python -m bench.sweep` draws the curves in `docs/img/`.
 - Raw figures of every run: `bench/results/<time>.json` (not committed); sidecar logs beside them."""
 
 

@@ -8,6 +8,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from .sqs_server import SqsServer
 from .webhook import WebhookClient
 
 SLOW_EVERY = 20  # 5 % of ids
+# The sidecar logs "receiving" as its receive loops are scheduled: the next thing it does is the
+# first ReceiveMessage. (Another binary without that line reports no start-up figure.)
+READY_MARK = b'"receiving"'
 SLOW_DELAY = 0.5
 
 
@@ -124,8 +128,10 @@ async def run_once(
         http_port = free_port()
         log = plan.results / f"sidecar-{tag}.log"
         env = {**sidecar_env(server, queue, cfg, hook.url, http_port), **plan.extra_env}
+        spawned = time.monotonic()
         proc = procs.spawn(plan.argv, env=env, log=log)
         sidecar = Sampler(proc.pid, every=0.02).start()
+        ready = LogMark(log, READY_MARK).start()
         others = [Sampler(pid, every=0.1).start() for pid in (server.pid, hook_pid) if pid]
         profiler = None
         try:
@@ -153,6 +159,15 @@ async def run_once(
             stats = hook.stats()
             first, last = float(stats["first"]), float(stats["last"])
             window = drained - first
+            ready.stop()
+            whole_cpu = sidecar.cpu_at(drained)
+            out.update(
+                whole_cpu_ms_per_1000=1e6 * whole_cpu / n,
+                whole_seconds=drained - spawned,
+                whole_msg_per_s=n / (drained - spawned),
+                ready_wall_s=None if ready.seen is None else ready.seen - spawned,
+                ready_cpu_s=None if ready.seen is None else sidecar.cpu_at(ready.seen),
+            )
             out.update(
                 delivered=stats["unique"],
                 posts=stats["posts"],
@@ -212,6 +227,7 @@ async def run_once(
             out["latency_p50_ms"] = percentile(lat, 0.5)
             out["latency_p99_ms"] = percentile(lat, 0.99)
         finally:
+            ready.stop()
             for sampler in (sidecar, *others):
                 sampler.stop()
             out["exit_code"] = procs.stop(proc, grace=30)
@@ -237,6 +253,37 @@ async def measure_latency(
                 raise TimeoutError("latency probe not delivered within 30s")
             await asyncio.sleep(0.005)
     return [1000 * v for v in hook.stats()["latencies"]]
+
+
+class LogMark:
+    """Polls a log file (every 5 ms, in a thread) for a byte string; ``seen`` = monotonic time."""
+
+    def __init__(self, path: Path, needle: bytes, every: float = 0.005) -> None:
+        self.path, self.needle, self.every = path, needle, every
+        self.seen: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-mark", daemon=True)
+
+    def start(self) -> LogMark:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        offset, tail = 0, b""
+        while not self._stop.is_set() and self.seen is None:
+            with contextlib.suppress(OSError), self.path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset += len(chunk)
+                if self.needle in tail + chunk:
+                    self.seen = time.monotonic()
+                    return
+                tail = (tail + chunk)[-len(self.needle) :]
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def start_profiler(pid: int, out: Path) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -170,11 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter to run the sidecar with, e.g. a venv made by .ci/image-install.sh",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for the sidecar"
+    )
+    parser.add_argument(
+        "--cmd", help="the sidecar command instead of PYTHON -m carrier_sidecar (an experiment)"
     )
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
-    python = sys.executable
+    python = args.python
     moto = MotoServer()
     moto.start()
     tmp = Path(tempfile.mkdtemp(prefix="carrier-memory-"))
@@ -182,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         queue = make_queue(moto.endpoint)
         runs = [
             run_sidecar(
-                moto.endpoint, queue, [python, "-m", "carrier_sidecar"], extra, tmp / "log"
+                moto.endpoint,
+                queue,
+                shlex.split(args.cmd) if args.cmd else [python, "-m", "carrier_sidecar"],
+                extra,
+                tmp / "log",
             )[0]
             for _ in range(args.runs)
         ]

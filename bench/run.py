@@ -56,6 +56,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="an extra b10-r1-w10 run under py-spy (not in the medians); collapsed stacks here",
     )
+    ap.add_argument(
+        "--profile-config", default="b10-r1-w10", help="configuration key the --profile run uses"
+    )
     ap.add_argument("--latency-samples", type=int)
     ap.add_argument(
         "--idle-window", type=float, help="seconds to count idle receives (default 60; quick 20)"
@@ -177,7 +180,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         configs = [c for c in CONFIGS if not args.only or c.key in args.only]
         result["configs"] = {c.key: {"label": c.label, "runs": []} for c in configs}
         if args.profile:
-            result["profile"] = await profile_run(plan, server, hook, hook_proc.pid, args.profile)
+            result["profile"] = await profile_run(
+                plan, server, hook, hook_proc.pid, args.profile, args.profile_config
+            )
         for cfg in configs:
             for k in range(runs):
                 began = time.monotonic()
@@ -193,10 +198,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def profile_run(
-    plan: Plan, server: sqs_server.SqsServer, hook: WebhookClient, hook_pid: int, out: Path
+    plan: Plan,
+    server: sqs_server.SqsServer,
+    hook: WebhookClient,
+    hook_pid: int,
+    out: Path,
+    key: str = "b10-r1-w10",
 ) -> dict[str, Any]:
-    """An extra batch 10 / 1 / 10 run under py-spy, kept out of the medians (sampling slows it)."""
-    cfg = next(c for c in CONFIGS if c.key == "b10-r1-w10")
+    """An extra run (batch 10 / 1 / 10 unless told) under py-spy, kept out of the medians."""
+    cfg = next(c for c in CONFIGS if c.key == key)
     plan.profile = out
     try:
         one = await run_once(cfg, plan, server, hook, hook_pid, "profile")
@@ -204,7 +214,7 @@ async def profile_run(
         plan.profile = None
     print(report.one_line("profile", 0, one), flush=True)
     summary = await asyncio.to_thread(profile.summarise, out, 15)
-    return {"file": str(out), "run": one, "summary": summary}
+    return {"file": str(out), "config": key, "run": one, "summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,8 @@ async def drain_body(response: aiohttp.ClientResponse) -> int:
 
     Never raises and never changes the outcome. Returns the bytes read (for tests and logs).
     """
+    if response.content.at_eof():
+        return 0  # the usual small answer, already read whole: no budget timer to arm per POST
     read = 0
     try:
         async with asyncio.timeout(BODY_BUDGET_SECONDS):

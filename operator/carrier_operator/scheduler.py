@@ -291,7 +291,7 @@ class Scheduler:
                 lost = True
             elif isinstance(outcome, KubeAPIError):
                 logger.warning(
-                    "schedules not handled",
+                    "cannot handle the schedules",
                     extra={"namespace": key[0], "binding": key[1], "error": str(outcome)},
                 )
             elif isinstance(outcome, BaseException):

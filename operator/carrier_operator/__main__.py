@@ -143,13 +143,17 @@ async def _startup(
     if isinstance(leadership, LeaderElector):
         leadership.start()
     logger.info(
-        "carrier-operator %s started: namespaces=%s, leader election=%s, queue check %s",
-        identity,
-        config.namespaces or "(all)",
-        f"on (Lease {config.lease_namespace_name}/{config.lease_name})"
-        if config.leader_election
-        else "off (sole replica)",
-        f"every {config.queue_check_interval:g}s" if config.queue_check else "off",
+        "carrier-operator started",
+        extra={
+            "identity": identity,
+            "namespaces": config.namespaces or "(all)",
+            "leader_election": f"on (Lease {config.lease_namespace_name}/{config.lease_name})"
+            if config.leader_election
+            else "off (sole replica)",
+            "queue_check": f"every {config.queue_check_interval:g}s"
+            if config.queue_check
+            else "off",
+        },
     )
 
 
@@ -163,7 +167,10 @@ def _schedule_clock(config: OperatorSettings) -> Callable[[], datetime]:
     offset = timedelta(seconds=config.schedule_clock_offset_for_tests)
     if not offset:
         return utc_now
-    logger.warning("schedules run on a clock shifted by %s (a setting for tests only)", offset)
+    logger.warning(
+        "schedules run on a shifted clock (a setting for tests only)",
+        extra={"offset": str(offset)},
+    )
     return lambda: utc_now() + offset
 
 

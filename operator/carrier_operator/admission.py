@@ -110,13 +110,13 @@ class RefusalLog:
             self._last = {k: t for k, t in self._last.items() if now - t < self.window}
         self._last[key] = now
         logger.warning(
-            "Refused %s %s in namespace %s: %s (logged at most once per %gs per binding and "
-            "reason)",
-            "a pod using binding" if pod else "CarrierBinding",
-            binding,
-            namespace,
-            reason,
-            self.window,
+            "refused a pod using the binding" if pod else "refused a CarrierBinding",
+            extra={
+                "namespace": namespace,
+                "binding": binding,
+                "reason": reason,
+                "note": f"logged at most once per {self.window:g}s per binding and reason",
+            },
         )
         return True
 
@@ -244,7 +244,10 @@ async def _mutate_pod(
         message = problem or "no binding"
         if injector.config.on_missing_binding == "admit":
             warnings.append(f"{message}: admitted without the Carrier sidecar")
-            logger.debug("Admitted a pod in %s without the sidecar: %s", namespace, message)
+            logger.debug(
+                "admitted a pod without the sidecar",
+                extra={"namespace": namespace, "binding": name, "reason": message},
+            )
             return
         raise _refuse(namespace, name, message, 403)
     try:
@@ -261,10 +264,8 @@ async def _mutate_pod(
         ops = plan.patch
         patch.fns.append(lambda raw: apply_patch(cast(dict[str, Any], raw), ops))
     logger.debug(
-        "Admitted a pod in %s with the sidecar of binding %s (%d patch operations).",
-        namespace,
-        name,
-        len(plan.patch),
+        "admitted a pod with the sidecar",
+        extra={"namespace": namespace, "binding": name, "patch_operations": len(plan.patch)},
     )
 
 

@@ -74,13 +74,18 @@ class CertDirectory(CertSource):
         try:
             material, digest = await asyncio.to_thread(self._read)
         except OSError as exc:  # mid-update by the kubelet: try again next time
-            logger.warning("Cannot read the webhook certificate in %s: %s", self.folder, exc)
+            logger.warning(
+                "cannot read the webhook certificate",
+                extra={"folder": str(self.folder), "error": str(exc)},
+            )
             return None
         if digest == self._digest:
             self._signature = signature
             return None
         if not key_matches(material):
-            logger.warning("Webhook certificate in %s is mid-update (key ≠ cert).", self.folder)
+            logger.warning(
+                "webhook certificate mid-update (key ≠ cert)", extra={"folder": str(self.folder)}
+            )
             return None
         self._signature, self._digest = signature, digest
         return material

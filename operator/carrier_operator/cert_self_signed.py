@@ -113,7 +113,7 @@ class SelfSigned(CertSource):
                 self._remember(stored)
                 return stored
             material = await asyncio.to_thread(renew, stored, self.sans, now(), self.config)
-            logger.info("Renewing the webhook certificate: %s.", reason)
+            logger.info("renewing the webhook certificate", extra={"reason": reason})
             try:
                 if secret is None:
                     await (await self._api()).request(
@@ -140,9 +140,11 @@ class SelfSigned(CertSource):
         self._secret_due = time.monotonic() + self.max_interval
         if self._current is None or material.cert != self._current.cert:
             logger.info(
-                "Serving webhook certificate %s, valid until %s.",
-                material.fingerprint,
-                material.not_after.isoformat(),
+                "serving the webhook certificate",
+                extra={
+                    "fingerprint": material.fingerprint,
+                    "valid_until": material.not_after.isoformat(),
+                },
             )
         self._current = material
 
@@ -203,5 +205,5 @@ class SelfSigned(CertSource):
                     )
             if ops:
                 await (await self._api()).request("PATCH", path, ops, content_type=JSON_PATCH)
-                logger.info("caBundle set on %s %s.", group_path, name)
+                logger.info("caBundle set", extra={"kind": group_path, "configuration": name})
         self._missing = missing

@@ -195,7 +195,10 @@ class Checker:
                 obs.checked_at = now_iso()
                 if not probe.reachable:
                     self.metrics.queue_check_error(probe.reason)
-                    logger.info("queue of %s/%s unreadable: %s", *key, probe.message)
+                    logger.info(
+                        "queue unreadable",
+                        extra={"namespace": key[0], "binding": key[1], "error": probe.message},
+                    )
                 else:
                     await self._dead_letters(key, entry, probe)
             else:

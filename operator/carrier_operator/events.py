@@ -78,5 +78,11 @@ class EventPoster:
             await self.api.request("POST", f"/api/v1/namespaces/{about.namespace}/events", event)
         except KubeAPIError as exc:
             logger.warning(
-                "cannot post event %s on %s/%s: %s", reason, about.namespace, about.name, exc
+                "cannot post event",
+                extra={
+                    "namespace": about.namespace,
+                    "binding": about.name,
+                    "reason": reason,
+                    "error": str(exc),
+                },
             )

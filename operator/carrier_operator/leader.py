@@ -143,12 +143,13 @@ class LeaderElector:
 
     async def run(self) -> None:
         logger.info(
-            "Leader election: %s campaigns for Lease %s/%s (duration %gs, renew deadline %gs).",
-            self.identity,
-            self.namespace,
-            self.name,
-            self.lease_duration,
-            self.renew_deadline,
+            "leader election: campaigning for the Lease",
+            extra={
+                "identity": self.identity,
+                "lease": f"{self.namespace}/{self.name}",
+                "lease_duration": self.lease_duration,
+                "renew_deadline": self.renew_deadline,
+            },
         )
         while True:
             try:
@@ -156,11 +157,13 @@ class LeaderElector:
                     await self.try_acquire_or_renew()
             except (KubeAPIError, TimeoutError) as exc:
                 logger.warning(
-                    "Cannot acquire or renew Lease %s/%s: %s", self.namespace, self.name, exc
+                    "leader election: cannot acquire or renew the Lease",
+                    extra={"lease": f"{self.namespace}/{self.name}", "error": str(exc)},
                 )
             except Exception:  # e.g. a malformed Lease: keep campaigning, never die silently
                 logger.exception(
-                    "Leader election round failed for Lease %s/%s", self.namespace, self.name
+                    "leader election: round failed",
+                    extra={"lease": f"{self.namespace}/{self.name}"},
                 )
             self._report()
             delay = self.retry_period
@@ -251,7 +254,8 @@ class LeaderElector:
             content_type=MERGE_PATCH,
         )
         logger.info(
-            "Leader election: %s released Lease %s/%s.", self.identity, self.namespace, self.name
+            "leader election: released the Lease",
+            extra={"identity": self.identity, "lease": f"{self.namespace}/{self.name}"},
         )
 
     def _report(self) -> None:
@@ -261,14 +265,13 @@ class LeaderElector:
             return
         self._leading = leading
         if leading:
-            logger.info("Leader election: %s became the leader.", self.identity)
+            logger.info("leader election: became the leader", extra={"identity": self.identity})
             if self._on_started is not None:
                 self._on_started()
         else:
             logger.info(
-                "Leader election: %s stopped leading (holder now %s).",
-                self.identity,
-                self._holder or "nobody",
+                "leader election: stopped leading",
+                extra={"identity": self.identity, "holder": self._holder or "nobody"},
             )
             if self._on_stopped is not None:
                 self._on_stopped()

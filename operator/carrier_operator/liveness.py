@@ -79,7 +79,10 @@ async def serving_liveness(
             ) from None
         for sock in sockets:
             await aiohttp.web.SockSite(runner, sock).start()
-        logger.info("Liveness endpoint on %s%s.", describe(sockets), LIVENESS_PATH)
+        logger.info(
+            "liveness endpoint listening",
+            extra={"address": describe(sockets), "path": LIVENESS_PATH},
+        )
         yield int(sockets[0].getsockname()[1])
     finally:
         await runner.cleanup()

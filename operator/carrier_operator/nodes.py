@@ -111,7 +111,7 @@ class NodeKubelets:
             try:
                 await self._watch(version)
             except KubeAPIError as exc:  # keep what we know; relist after a pause
-                logger.info("Node watch ended (%s): listing nodes again.", exc)
+                logger.info("node watch ended: listing nodes again", extra={"error": str(exc)})
                 await asyncio.sleep(RETRY_DELAY)
 
     async def _list(self) -> str | None:
@@ -170,6 +170,9 @@ class NodeKubelets:
             return
         self._reported = mode
         if problem is not None:
-            logger.warning("Sidecar mode: %s: %s; injecting regular containers.", mode, problem)
+            logger.warning(
+                "sidecar mode: injecting regular containers",
+                extra={"mode": str(mode), "problem": problem},
+            )
         else:
-            logger.info("Sidecar mode: %s.", mode)
+            logger.info("sidecar mode", extra={"mode": str(mode)})

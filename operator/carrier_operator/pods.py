@@ -140,7 +140,8 @@ class PodWatcher:
             task.cancel()
         if pending:
             logger.warning(
-                "pods not listed within %gs; counts follow when they are", first_list_timeout
+                "pods not listed in time; counts follow when they are",
+                extra={"timeout_seconds": first_list_timeout},
             )
 
     async def stop(self) -> None:
@@ -163,13 +164,17 @@ class PodWatcher:
                 version = await self._watch(namespace, version)
                 failures = 0
             except Gone:
-                logger.info("pod watch of %s expired (410): listing again", namespace or "*")
+                logger.info(
+                    "pod watch expired (410): listing again",
+                    extra={"namespace": namespace or "*"},
+                )
                 version = None
             except KubeAPIError as exc:
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
                 logger.warning(
-                    "pods of %s: %s (retrying in %gs)", namespace or "all namespaces", exc, delay
+                    "cannot list or watch pods: retrying",
+                    extra={"namespace": namespace or "*", "error": str(exc), "retry_in": delay},
                 )
                 await asyncio.sleep(delay)
 
@@ -192,7 +197,9 @@ class PodWatcher:
             if not token:
                 break
         self._changed(self.index.replace(namespace, pods))
-        logger.debug("listed %d labelled pods in %s", len(pods), namespace or "all namespaces")
+        logger.debug(
+            "labelled pods listed", extra={"namespace": namespace or "*", "pods": len(pods)}
+        )
         return version
 
     async def _watch(self, namespace: str | None, version: str) -> str:

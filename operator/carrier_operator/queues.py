@@ -141,7 +141,9 @@ class QueueReader:
         except (boto.BotoCoreError, ValueError) as exc:
             return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc}")
         except Exception as exc:  # a condition, never a crash: but say it was unexpected
-            logger.exception("unexpected error reading %s", settings.queue_label)
+            logger.exception(
+                "unexpected error reading the queue", extra={"queue": settings.queue_label}
+            )
             return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc!r}")
 
     async def _read(self, settings: Settings) -> QueueProbe:

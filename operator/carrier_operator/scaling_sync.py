@@ -85,7 +85,10 @@ class ScalingSync:
                 return
             obs.autoscaling = await self._apply(owner, scaling, settings, obs)
         except KubeAPIError as exc:
-            logger.warning("autoscaling of %s/%s: %s", *key, exc)
+            logger.warning(
+                "cannot manage KEDA objects",
+                extra={"namespace": key[0], "binding": key[1], "error": str(exc)},
+            )
             previous = obs.autoscaling.status if obs.autoscaling is not None else None
             obs.autoscaling = _false(
                 "KubernetesAPIError", f"cannot manage KEDA objects: {exc}", previous
@@ -191,7 +194,14 @@ class ScalingSync:
         if current is None:
             fence(self.leadership)
             made = await self.api.request("POST", collection, desired)
-            logger.info("created %s %s/%s", desired["kind"], owner.namespace, owner.name)
+            logger.info(
+                "KEDA object created",
+                extra={
+                    "kind": desired["kind"],
+                    "namespace": owner.namespace,
+                    "binding": owner.name,
+                },
+            )
             return made or desired
         meta = desired["metadata"]
         if current.get("spec") == desired["spec"] and _has_meta(current, meta):
@@ -204,7 +214,10 @@ class ScalingSync:
         patched = await self.api.request(
             "PATCH", f"{collection}/{owner.name}", patch, content_type=MERGE_PATCH
         )
-        logger.info("updated %s %s/%s", desired["kind"], owner.namespace, owner.name)
+        logger.info(
+            "KEDA object updated",
+            extra={"kind": desired["kind"], "namespace": owner.namespace, "binding": owner.name},
+        )
         return patched or desired
 
     async def _remove(self, owner: Owner) -> None:
@@ -215,7 +228,10 @@ class ScalingSync:
             if current is not None and owned_by(current, owner.uid):
                 fence(self.leadership)
                 await self.api.request("DELETE", path)
-                logger.info("deleted %s %s/%s", plural, owner.namespace, owner.name)
+                logger.info(
+                    "KEDA object deleted",
+                    extra={"kind": plural, "namespace": owner.namespace, "binding": owner.name},
+                )
 
     async def _report(
         self,

@@ -257,8 +257,12 @@ class Scheduler:
                     if self._announce:
                         self._announce = False
                         logger.info(
-                            "scheduler: took over the schedules (next tick %s)",
-                            rfc3339(self._next) if self._next is not None else "none",
+                            "scheduler: took over the schedules",
+                            extra={
+                                "next_tick": rfc3339(self._next)
+                                if self._next is not None
+                                else "none",
+                            },
                         )
                 except NotLeader:
                     logger.info("leadership lost during a scheduler round: sends stopped")
@@ -286,9 +290,16 @@ class Scheduler:
             if isinstance(outcome, NotLeader):
                 lost = True
             elif isinstance(outcome, KubeAPIError):
-                logger.warning("schedules of %s/%s: %s", *key, outcome)
+                logger.warning(
+                    "cannot handle the schedules",
+                    extra={"namespace": key[0], "binding": key[1], "error": str(outcome)},
+                )
             elif isinstance(outcome, BaseException):
-                logger.error("schedules of %s/%s failed", *key, exc_info=outcome)
+                logger.error(
+                    "schedules failed",
+                    extra={"namespace": key[0], "binding": key[1]},
+                    exc_info=outcome,
+                )
         if lost:
             raise NotLeader("leadership lost during a scheduler round")
 
@@ -357,7 +368,10 @@ class Scheduler:
                 return made  # already current (claimed by a predecessor, or nothing new)
             if await self._write(key, fresh, made.items):
                 return made
-        logger.warning("schedules of %s/%s: still conflicting, next round retries", *key)
+        logger.warning(
+            "schedules still conflicting: the next round retries",
+            extra={"namespace": key[0], "binding": key[1]},
+        )
         return None
 
     async def _write(self, key: Key, read: Mapping[str, Any], items: list[dict[str, Any]]) -> bool:
@@ -383,12 +397,28 @@ class Scheduler:
             )
         except Exception as exc:  # a result in status, never a crash of the loop
             reason, message = send_failure(exc, settings)
-            logger.warning("schedule %s of %s/%s: %s", entry.name, *key, message)
+            logger.warning(
+                "schedule tick not sent",
+                extra={
+                    "namespace": key[0],
+                    "binding": key[1],
+                    "schedule": entry.name,
+                    "error": message,
+                },
+            )
             self.on_send(key[0], key[1], entry.name, "failed")
             await self._warn(key, about, entry.name, reason, message, rfc3339(tick))
             return {"outcome": FAILED, "tick": rfc3339(tick), "reason": reason, "message": message}
         self.on_send(key[0], key[1], entry.name, "sent")
-        logger.info("schedule %s of %s/%s: tick %s sent", entry.name, *key, rfc3339(tick))
+        logger.info(
+            "schedule tick sent",
+            extra={
+                "namespace": key[0],
+                "binding": key[1],
+                "schedule": entry.name,
+                "tick": rfc3339(tick),
+            },
+        )
         return {
             "outcome": SENT,
             "tick": rfc3339(tick),
@@ -421,7 +451,10 @@ class Scheduler:
                     item["lastResult"] = result
             if items == _items(fresh) or await self._write(key, fresh, items):
                 return
-        logger.warning("schedules of %s/%s: results not written (conflicts)", *key)
+        logger.warning(
+            "schedule results not written (conflicts)",
+            extra={"namespace": key[0], "binding": key[1]},
+        )
 
 
 def _items(obj: Mapping[str, Any]) -> list[Any]:

@@ -135,18 +135,23 @@ class SpecSync:
             self.metrics.reconcile_error("rollout")
             message = f"cannot restart the workloads using this binding: {exc}"
             await self.events.warning(about, ROLLOUT_FAILED, message)
-            logger.warning("rollout of %s/%s: %s", about.namespace, about.name, message)
+            logger.warning(
+                "rollout failed",
+                extra={"namespace": about.namespace, "binding": about.name, "error": message},
+            )
             return False
         if done.restarted:
             await self.events.normal(
                 about, ROLLOUT, f"restarted {', '.join(done.restarted)} for sidecar {new_hash}"
             )
         logger.info(
-            "rollout of %s/%s to %s: restarted %s, already current %s",
-            about.namespace,
-            about.name,
-            new_hash,
-            done.restarted,
-            done.current,
+            "rollout done",
+            extra={
+                "namespace": about.namespace,
+                "binding": about.name,
+                "sidecar_hash": new_hash,
+                "restarted": done.restarted,
+                "current": done.current,
+            },
         )
         return True

@@ -88,8 +88,14 @@ class StatusWriter:
         try:
             await self.publish(key)
         except NotLeader:
-            logger.debug("not the leader: status of %s/%s left to the leader", *key)
+            logger.debug(
+                "not the leader: status left to the leader",
+                extra={"namespace": key[0], "binding": key[1]},
+            )
         except KubeAPIError as exc:
-            logger.warning("cannot write the status of %s/%s: %s", *key, exc)
+            logger.warning(
+                "cannot write the status",
+                extra={"namespace": key[0], "binding": key[1], "error": str(exc)},
+            )
             return False
         return True

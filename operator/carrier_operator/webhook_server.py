@@ -225,7 +225,10 @@ class InjectorServer(kopf.WebhookServer):
             try:
                 return await self.source.initial()
             except (KubeAPIError, OSError, ValueError) as exc:
-                logger.error("No webhook certificate yet (retrying in %.0fs): %s", delay, exc)
+                logger.error(
+                    "no webhook certificate yet: retrying",
+                    extra={"retry_in": round(delay), "error": str(exc)},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -249,7 +252,7 @@ class InjectorServer(kopf.WebhookServer):
                 return response
             except Exception:  # a bug here must still produce a review, and be counted
                 self.internal_errors += 1
-                logger.exception("Admission request failed before review")
+                logger.exception("admission request failed before review")
                 body = review_response(None, allowed=False, code=400, message="bad request")
                 return aiohttp.web.json_response(body, status=400)
             finally:
@@ -273,7 +276,7 @@ class InjectorServer(kopf.WebhookServer):
             for sock in sockets:
                 await aiohttp.web.SockSite(runner, sock, ssl_context=context).start()
             self.port = int(sockets[0].getsockname()[1])
-            logger.info("Admission webhooks listening on %s.", describe(sockets))
+            logger.info("admission webhooks listening", extra={"address": describe(sockets)})
             self.listening.set()
             yield self._client_config(material)
             while True:
@@ -283,16 +286,23 @@ class InjectorServer(kopf.WebhookServer):
                 try:
                     renewed = await self.source.refresh()
                 except (KubeAPIError, OSError, ValueError) as exc:
-                    logger.error("Webhook certificate check failed (will retry): %s", exc)
+                    logger.error(
+                        "webhook certificate check failed: will retry", extra={"error": str(exc)}
+                    )
                     continue
                 if renewed is not None:
                     try:
                         load_into(context, renewed)
                     except (ssl.SSLError, ValueError) as exc:  # keep serving the current one
-                        logger.error("Cannot load the renewed certificate: %s", exc)
+                        logger.error(
+                            "cannot load the renewed certificate", extra={"error": str(exc)}
+                        )
                         continue
                     self.material = renewed
-                    logger.info("Serving the renewed certificate %s.", renewed.fingerprint)
+                    logger.info(
+                        "serving the renewed certificate",
+                        extra={"fingerprint": renewed.fingerprint},
+                    )
                     yield self._client_config(renewed)
         finally:
             self.listening.clear()
@@ -332,7 +342,7 @@ class InjectorServer(kopf.WebhookServer):
             # kopf's own request errors, or a bug: deny (what failurePolicy Fail would do) with a
             # readable message instead of a 500, and count it so tests catch it.
             self.internal_errors += 1
-            logger.exception("Admission review %s failed", review["request"]["uid"])
+            logger.exception("admission review failed", extra={"uid": review["request"]["uid"]})
             message = f"the carrier injector failed: {type(exc).__name__}: {exc}"[:500]
             body = review_response(review, allowed=False, code=500, message=message)
             return aiohttp.web.json_response(body), "error"

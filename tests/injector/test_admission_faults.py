@@ -57,9 +57,13 @@ async def test_refusals_warn_once_per_minute_and_admissions_log_at_debug(
     ours = [r for r in caplog.records if r.name == "carrier_operator.admission"]
     refusals = [r for r in ours if r.levelno == logging.WARNING]
     assert len(refusals) == 1, [r.getMessage() for r in refusals]
-    assert 'CarrierBinding "missing-binding" not found' in refusals[0].getMessage()
+    assert refusals[0].getMessage() == "refused a pod using the binding"
+    assert getattr(refusals[0], "binding", None) == "missing-binding"
+    assert 'CarrierBinding "missing-binding" not found' in getattr(refusals[0], "reason", "")
     assert any(
-        r.levelno == logging.DEBUG and "with the sidecar of binding orders" in r.getMessage()
+        r.levelno == logging.DEBUG
+        and r.getMessage() == "admitted a pod with the sidecar"
+        and getattr(r, "binding", None) == "orders"
         for r in ours
     )
     kopf_lines = [r.getMessage() for r in caplog.records if r.name.startswith("kopf")]

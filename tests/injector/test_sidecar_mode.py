@@ -116,10 +116,14 @@ async def test_mixed_kubelets_then_nodes_come_and_go(caplog: pytest.LogCaptureFi
 
         await eventually(regular_now, 10, "regular containers once an old kubelet joins")
 
-    logged = [r.getMessage() for r in caplog.records if r.name == "carrier_operator.nodes"]
-    assert "Sidecar mode: regular (1 of 3 nodes below 1.29 or unknown: old-1)." in logged
-    assert "Sidecar mode: native (all 2 nodes >= 1.29)." in logged
-    assert "Sidecar mode: regular (1 of 3 nodes below 1.29 or unknown: old-2)." in logged
+    logged = [
+        (r.getMessage(), getattr(r, "mode", None))
+        for r in caplog.records
+        if r.name == "carrier_operator.nodes"
+    ]
+    assert ("sidecar mode", "regular (1 of 3 nodes below 1.29 or unknown: old-1)") in logged
+    assert ("sidecar mode", "native (all 2 nodes >= 1.29)") in logged
+    assert ("sidecar mode", "regular (1 of 3 nodes below 1.29 or unknown: old-2)") in logged
     assert len(logged) == 3, "logged on change only"
 
 
@@ -141,15 +145,14 @@ async def test_nodes_that_cannot_be_read_mean_regular_containers(
         assert not is_native(pod), "unknown kubelets: never risk a pod hanging in Init"
         assert mode_of(pod) == "regular (nodes cannot be read)"
     warned = [
-        r.getMessage()
+        r
         for r in caplog.records
         if r.name == "carrier_operator.nodes" and r.levelno == logging.WARNING
     ]
     assert len(warned) == 1
-    assert warned[0].startswith(
-        "Sidecar mode: regular (nodes cannot be read): cannot list nodes (403"
-    )
-    assert warned[0].endswith("; injecting regular containers.")
+    assert warned[0].getMessage() == "sidecar mode: injecting regular containers"
+    assert getattr(warned[0], "mode", None) == "regular (nodes cannot be read)"
+    assert str(getattr(warned[0], "problem", "")).startswith("cannot list nodes (403")
 
 
 async def test_job_pods_are_warned_when_native_sidecars_are_not_in_force() -> None:

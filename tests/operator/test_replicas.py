@@ -180,7 +180,7 @@ async def test_sigterm_releases_the_lease_for_a_fast_hand_over(kube: FakeKube) -
     async with operators(kube, 2) as fleet:
         leader = await fleet.wait_for_leader()
         leader.process.terminate()
-        await leader.wait_for_log("released Lease", timeout=30)
+        await leader.wait_for_log("released the Lease", timeout=30)
         successor = await fleet.wait_for_leader(other_than=leader, timeout=30)
         assert (fleet.lease().get("spec") or {}).get("leaseTransitions") == 1
         assert successor is not leader

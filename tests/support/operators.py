@@ -87,10 +87,9 @@ class Replica:
     @property
     def identity(self) -> str | None:
         """The holder identity this replica campaigns with (from its start-up line)."""
-        for line in self.logged("carrier-operator "):
-            words = str(line["message"]).split()
-            if len(words) > 2 and words[2] == "started:":
-                return words[1]
+        for line in self.logged("carrier-operator started"):
+            if line.get("identity"):
+                return str(line["identity"])
         return None
 
     @property
@@ -260,7 +259,7 @@ async def operators(
                 Replica(index, f"carrier-operator-{index}", liveness, webhook, log_path, process)
             )
         for replica in fleet.replicas:
-            await replica.wait_for_log("started:", timeout=60)
+            await replica.wait_for_log("carrier-operator started", timeout=60)
         yield fleet
     finally:
         await _stop_all(fleet.replicas, stop_timeout)

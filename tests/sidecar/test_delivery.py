@@ -12,7 +12,14 @@ import pytest
 from aiohttp import web
 
 from tests.support.queues import depth, drained, make_queue
-from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
+from tests.support.servers import (
+    MotoServer,
+    Received,
+    WebhookRecorder,
+    always,
+    eventually,
+    free_port,
+)
 from tests.support.sidecars import env_for, in_process
 
 
@@ -86,10 +93,7 @@ async def test_headers(
 async def test_every_2xx_deletes_in_batches(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str, status: int
 ) -> None:
-    async def answer(_r: web.Request, _g: Received) -> web.StreamResponse:
-        return web.Response(status=status)
-
-    webhook.responder = answer
+    webhook.responder = always(status)
     url = await make_queue(sqs, queue_name)
     await sqs.send_message_batch(
         QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)]
@@ -193,10 +197,7 @@ async def test_timeout_is_a_failure(
 async def test_failures_back_off_exponentially(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str
 ) -> None:
-    async def fail(_r: web.Request, _g: Received) -> web.StreamResponse:
-        return web.Response(status=500)
-
-    webhook.responder = fail
+    webhook.responder = always(500)
     url = await make_queue(sqs, queue_name, VisibilityTimeout="60")
     await sqs.send_message(QueueUrl=url, MessageBody="poison")
     env = env_for(moto, queue_name, webhook.url, CARRIER_RETRY_BACKOFF_BASE="1s")
@@ -212,10 +213,7 @@ async def test_failures_back_off_exponentially(
 async def test_poison_message_reaches_the_dead_letter_queue(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str
 ) -> None:
-    async def fail(_r: web.Request, _g: Received) -> web.StreamResponse:
-        return web.Response(status=500)
-
-    webhook.responder = fail
+    webhook.responder = always(500)
     dlq_url = await make_queue(sqs, queue_name + "-dlq")
     dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
         "Attributes"

@@ -13,11 +13,10 @@ import signal
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from carrier_sidecar.failurelog import MAX_REASONS, SUMMARY_INTERVAL, FailureLog
 from tests.support.queues import make_queue
-from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually
+from tests.support.servers import MotoServer, WebhookRecorder, always, eventually
 from tests.support.sidecars import env_for, sidecar_process
 
 
@@ -48,10 +47,7 @@ async def test_an_always_500_webhook_logs_a_bounded_summary(
     queue_name: str,
     sidecar_command: list[str],
 ) -> None:
-    async def fail(_r: web.Request, _g: Received) -> web.StreamResponse:
-        return web.Response(status=500)
-
-    webhook.responder = fail
+    webhook.responder = always(500)
     url = await make_queue(sqs, queue_name)
     for start in range(0, 200, 10):
         batch = [{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]

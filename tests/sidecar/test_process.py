@@ -13,7 +13,14 @@ import pytest
 from aiohttp import web
 
 from tests.support.queues import depth, make_queue
-from tests.support.servers import MotoServer, Received, WebhookRecorder, eventually, free_port
+from tests.support.servers import (
+    MotoServer,
+    Received,
+    WebhookRecorder,
+    always,
+    eventually,
+    free_port,
+)
 from tests.support.sidecars import env_for, sidecar_process
 
 HOLD_LIMIT = 20.0
@@ -212,10 +219,7 @@ async def test_logs_are_json_lines_by_default(
     queue_name: str,
     sidecar_command: list[str],
 ) -> None:
-    async def fail(_r: web.Request, _g: Received) -> web.StreamResponse:
-        return web.Response(status=500)
-
-    webhook.responder = fail
+    webhook.responder = always(500)
     url = await make_queue(sqs, queue_name)
     sent = await sqs.send_message(QueueUrl=url, MessageBody="x")
     env = env_for(

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,8 +139,16 @@ class Received:
 Responder = Callable[[web.Request, Received], Awaitable[web.StreamResponse]]
 
 
-async def _ok(_request: web.Request, _received: Received) -> web.StreamResponse:
-    return web.Response(status=200)
+def always(status: int, headers: Mapping[str, str] | None = None) -> Responder:
+    """A responder answering every request with ``status`` (and ``headers``), empty body."""
+
+    async def answer(_request: web.Request, _received: Received) -> web.StreamResponse:
+        return web.Response(status=status, headers=dict(headers or {}))
+
+    return answer
+
+
+_ok = always(200)
 
 
 @dataclass

@@ -144,10 +144,6 @@ def _by_name(status: Any) -> dict[str, Mapping[str, Any]]:
     }
 
 
-def is_fifo(settings: Settings) -> bool:
-    return (settings.sqs_queue_url or settings.sqs_queue_name or "").endswith(".fifo")
-
-
 def send_request(entry: Schedule, tick: datetime, fifo: bool) -> dict[str, Any]:
     """The SendMessage arguments (but the queue URL) of one tick."""
     attributes = {
@@ -393,7 +389,7 @@ class Scheduler:
         fence(self.leadership)
         try:
             message_id = await self.reader.send(
-                settings, **send_request(entry, tick, is_fifo(settings))
+                settings, **send_request(entry, tick, settings.is_fifo)
             )
         except Exception as exc:  # a result in status, never a crash of the loop
             reason, message = send_failure(exc, settings)

@@ -68,7 +68,7 @@ async def run(
         flow = await sidecar.start(on_probe_port)
         if flow is None:  # stopped before the first receive
             return await sidecar.drain.settle(EXIT_OK, sidecar.stop)
-        exit_code = await sidecar.serve(flow)
+        exit_code = await sidecar.serve()
         await sidecar.shut_down(flow)
         log.info("shutdown complete", extra={"exit_code": exit_code})
         return await sidecar.drain.settle(exit_code, sidecar.stop)
@@ -84,7 +84,6 @@ class Flow:
 
     ack: Acknowledger
     engine: DeliveryEngine
-    receivers: list[asyncio.Task[None]]
 
 
 class Sidecar:
@@ -191,13 +190,13 @@ class Sidecar:
                 "webhook": settings.webhook_endpoint,
             },
         )
-        return Flow(ack, engine, self.receivers)
+        return Flow(ack, engine)
 
-    async def serve(self, flow: Flow) -> int:
+    async def serve(self) -> int:
         """Until a stop, a drain call, the webhook going offline or a receive loop crashing;
         returns the exit code that cause means."""
         stopped = asyncio.ensure_future(self.halt.wait())
-        watched: set[asyncio.Future[Any]] = {stopped, *flow.receivers}
+        watched: set[asyncio.Future[Any]] = {stopped, *self.receivers}
         if self.settings.webhook_health_check_endpoint is not None:
             watch = asyncio.ensure_future(self.gate.watch())
             self.background.append(watch)
@@ -214,9 +213,9 @@ class Sidecar:
         # so what is held is delivered rather than released (see DeliveryEngine.drain).
         deliver_held = self.drain.requested.is_set()
         await _let_receives_land(flow.engine, self.liveness, deliver_held=deliver_held)
-        for task in flow.receivers:
+        for task in self.receivers:
             task.cancel()
-        await asyncio.gather(*flow.receivers, return_exceptions=True)
+        await asyncio.gather(*self.receivers, return_exceptions=True)
         log.info(
             "stopped receiving; draining",
             extra={

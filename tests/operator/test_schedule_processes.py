@@ -115,7 +115,7 @@ async def test_a_leader_killed_as_it_claims_leaves_the_tick_to_the_next(
         await eventually(
             lambda: (_schedule(kube).get("lastResult") or {}).get("outcome") == "Sent",
             30,
-            f"the successor sends the missed tick\n{successor.tail()}",
+            lambda: f"the successor sends the missed tick\n{successor.tail()}",
         )
         assert ticks(await drain(sqs, url)) == [("every-minute", _rfc(tick))]
         assert _schedule(kube)["lastScheduleTime"] == _rfc(tick)

@@ -79,9 +79,16 @@ class Replica:
 
         def seen() -> bool:
             found[:] = self.logged(text)
+            if not found and not self.alive:
+                raise AssertionError(
+                    f"{self.pod_name} exited ({self.process.returncode}) before it logged"
+                    f" {text!r}:\n{self.tail()}"
+                )
             return bool(found)
 
-        await eventually(seen, timeout, f"{self.pod_name} to log {text!r}\n{self.tail()}")
+        await eventually(
+            seen, timeout, lambda: f"{self.pod_name} to log {text!r}; its log ends:\n{self.tail()}"
+        )
         return found[0]
 
     @property

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,10 +31,46 @@ AWS_TEST_ENV = {
 }
 
 
+_HANDED_OUT: set[int] = set()
+_PORTS_FROM = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux's default otherwise)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _bindable(port: int) -> bool:
+    """Free on every IPv4 and (where the machine has it) every IPv6 address."""
+    for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.bind((host, port))
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                continue  # no IPv6 here
+            return False
+    return True
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port a server started later (often in another process) can listen on.
+
+    Chosen below the kernel's ephemeral range, never from it: a port picked with ``bind(0)``
+    and closed again is exactly the kind the kernel then gives an outgoing connection in the
+    gap before the server binds it, and the server fails with "address in use". Ports are
+    never handed out twice in one test run, and each is checked free on every address.
+    """
+    top = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(_PORTS_FROM, top)
+        if port not in _HANDED_OUT and _bindable(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port found in {_PORTS_FROM}-{top - 1} after 200 tries")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
@@ -46,11 +84,16 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, every: floa
 
 
 async def eventually(
-    check: Callable[[], object], timeout: float, what: str, every: float = 0.05
+    check: Callable[[], object],
+    timeout: float,
+    what: str | Callable[[], str],
+    every: float = 0.05,
 ) -> None:
     """Async poll with a deadline: the test-side replacement for ``sleep``.
 
     ``check`` returns anything truthy when done (a bool, a non-empty list), or an awaitable of it.
+    ``what`` may be a callable, to describe the state at the deadline (a log tail then, not
+    when the wait began).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,7 +103,8 @@ async def eventually(
         if result:
             return
         await asyncio.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    described = what() if callable(what) else what
+    raise TimeoutError(f"timed out after {timeout}s waiting for {described}")
 
 
 def _moto_binary() -> str:

@@ -2,9 +2,12 @@
 
 The probe port is reachable from the pod network, so anything there can send it 1 000 concurrent
 GETs. Targets (issue 13 §5): ``/healthz`` p99 under 100 ms and deliveries at >= 80 % of their
-rate during the flood. One moto_server, the bench webhook (own process) and the real
-``carrier-sidecar``; waves of ``--concurrency`` GETs (half ``/metrics``, half ``/healthz``),
-each on its own connection, for ``--seconds``, after a quiet window of the same length.
+rate during the flood. An SQS server (``--server``: moto, where deliveries are bound by the
+server's own CPU, or fauxqs, where they are bound by the sidecar's), the bench webhook (own
+process) and the real ``carrier-sidecar``; waves of ``--concurrency`` GETs (half ``/metrics``,
+half ``/healthz``), each on its own connection, for ``--seconds``, after a quiet window of the
+same length: back to back, or one wave starting every ``--every`` seconds (a fixed offered load).
+Reports each process's CPU share in both windows.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from typing import Any
 import aiohttp
 from aiobotocore.session import get_session
 
-from tests.support.servers import AWS_TEST_ENV, MotoServer, free_port, wait_until
+from tests.support.servers import AWS_TEST_ENV, free_port, wait_until
 
-from . import procs
+from . import procs, sqs_server
 
 
 @dataclass
@@ -66,11 +69,19 @@ async def wave(base: str, concurrency: int, flood: Flood, timeout: float = 10.0)
         await asyncio.gather(*(one(p) for p in paths))
 
 
-async def flood_for(base: str, seconds: float, concurrency: int) -> Flood:
+async def flood_for(base: str, seconds: float, concurrency: int, every: float = 0.0) -> Flood:
+    """Waves for ``seconds``: back to back (``every`` 0: the next wave starts when the last
+    answer of the previous one is in, so a faster server draws a faster flood), or one wave
+    starting every ``every`` seconds (a fixed offered load, whatever the server does)."""
     flood = Flood()
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
+    waves = 0
     while time.monotonic() < deadline:
         await wave(base, concurrency, flood)
+        waves += 1
+        if every > 0:
+            await asyncio.sleep(max(0.0, started + waves * every - time.monotonic()))
     return flood
 
 
@@ -82,6 +93,18 @@ async def probe_for(base: str, seconds: float, every: float = 0.05) -> Flood:
         await wave(base, 1, flood, timeout=1.0)
         await asyncio.sleep(every)
     return flood
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (``/proc``; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_shares(pids: dict[str, int], seconds: float, before: dict[str, float]) -> dict[str, float]:
+    return {
+        name: round((_cpu_seconds(pid) - before[name]) / seconds, 2) for name, pid in pids.items()
+    }
 
 
 def _posts(webhook_port: int) -> int:
@@ -106,10 +129,11 @@ async def _keep_queue_full(sqs: Any, url: str, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.2)
 
 
-async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
+async def measure(
+    seconds: float, concurrency: int, every: float = 0.0, server_kind: str = "moto"
+) -> dict[str, Any]:
     os.environ.update(AWS_TEST_ENV)
-    moto = MotoServer()
-    moto.start()
+    server = sqs_server.start(server_kind)
     webhook_port, probe_port = free_port(), free_port()
     webhook = procs.spawn([sys.executable, "-m", "bench.webhook", str(webhook_port)])
     sidecar_cmd = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
@@ -118,7 +142,7 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
     try:
         wait_until(lambda: _answers(webhook_port), 20, "the bench webhook")
         async with get_session().create_client(
-            "sqs", region_name="us-east-1", endpoint_url=moto.endpoint
+            "sqs", region_name="us-east-1", endpoint_url=server.endpoint
         ) as sqs:
             url = (await sqs.create_queue(QueueName="flood"))["QueueUrl"]
             stop = asyncio.Event()
@@ -126,7 +150,7 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")},
                 **AWS_TEST_ENV,
-                "CARRIER_SQS_ENDPOINT": moto.endpoint,
+                "CARRIER_SQS_ENDPOINT": server.endpoint,
                 "CARRIER_SQS_QUEUE_NAME": "flood",
                 "CARRIER_WEBHOOK_ENDPOINT": f"http://127.0.0.1:{webhook_port}/",
                 "CARRIER_SQS_BATCH_SIZE": "10",
@@ -137,18 +161,29 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
             sidecar = procs.spawn([sidecar_cmd], env=env)
             base = f"http://127.0.0.1:{probe_port}"
             await asyncio.to_thread(wait_until, lambda: _posts(webhook_port) > 0, 60, "deliveries")
+            pids = {
+                "sidecar": sidecar.pid,
+                "sqs server": server.pid or 0,
+                "webhook": webhook.pid,
+            }
             quiet_start = _posts(webhook_port)
+            before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
             quiet = await probe_for(base, seconds)
             quiet_rate = (_posts(webhook_port) - quiet_start) / seconds
+            quiet_cpu = _cpu_shares(pids, seconds, before)
             flooder = procs.spawn(
                 [
                     *(sys.executable, "-m", "bench.probe_flood", "--flood", base),
                     *("--seconds", str(seconds), "--concurrency", str(concurrency)),
+                    *("--every", str(every)),
                 ]
             )
+            pids["flooder"] = flooder.pid
             loud_start = _posts(webhook_port)
+            before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
             loud = await probe_for(base, seconds)
             loud_rate = (_posts(webhook_port) - loud_start) / seconds
+            loud_cpu = _cpu_shares(pids, seconds, before)
             procs.stop(flooder)
             stop.set()
             await filler
@@ -156,9 +191,11 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
         if sidecar is not None:
             procs.stop(sidecar)
         procs.stop(webhook)
-        moto.stop()
+        server.stop()
     return {
+        "sqs_server": server.kind,
         "concurrency": concurrency,
+        "every": every,
         "seconds": seconds,
         "quiet_deliveries_per_s": round(quiet_rate, 1),
         "flood_deliveries_per_s": round(loud_rate, 1),
@@ -172,6 +209,8 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
         if loud.healthz
         else None,
         "probe_answers": loud.statuses,
+        "quiet_cpu_share": quiet_cpu,  # cores used by each process, in the quiet window
+        "flood_cpu_share": loud_cpu,
     }
 
 
@@ -187,12 +226,28 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.probe_flood", description=__doc__)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=1000)
+    ap.add_argument(
+        "--every",
+        type=float,
+        default=0.0,
+        help="start a wave every SECONDS (default 0: back to back, as fast as answered)",
+    )
+    ap.add_argument(
+        "--server",
+        choices=["moto", "fauxqs"],
+        default="moto",
+        help="moto: deliveries bound by the SQS server's CPU; fauxqs: by the sidecar's",
+    )
     ap.add_argument("--flood", metavar="BASE_URL", help="only flood BASE_URL (the load process)")
     args = ap.parse_args(argv)
     if args.flood:
-        asyncio.run(flood_for(args.flood, args.seconds, args.concurrency))
+        asyncio.run(flood_for(args.flood, args.seconds, args.concurrency, args.every))
         return
-    print(json.dumps(asyncio.run(measure(args.seconds, args.concurrency)), indent=2))
+    print(
+        json.dumps(
+            asyncio.run(measure(args.seconds, args.concurrency, args.every, args.server)), indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 from typing import Final
 
-from aiohttp.web_request import BaseRequest
-from aiohttp.web_response import Response
+from .probe_http import NOT_FOUND, Answer, Request
 
 log = logging.getLogger("carrier.drain")
 
@@ -41,20 +39,20 @@ class Drain:
     def enabled(self) -> bool:
         return self._token is not None
 
-    async def handle(self, request: BaseRequest) -> Response:
+    async def handle(self, request: Request) -> Answer:
         if self._token is None:
-            return Response(status=404, text="404: Not Found")
-        given = request.headers.get(TOKEN_HEADER, "").encode()
+            return NOT_FOUND
+        given = request.headers.get(TOKEN_HEADER.lower(), "").encode()
         if not hmac.compare_digest(given, self._token):
             log.warning("drain refused: wrong or missing token", extra={"peer": request.remote})
-            return _answer(403, {"drained": False, "reason": f"{TOKEN_HEADER} does not match"})
+            return Answer.json(403, {"drained": False, "reason": f"{TOKEN_HEADER} does not match"})
         if not self.requested.is_set():
             log.info(
                 "drain requested (preStop): stopping receiving", extra={"peer": request.remote}
             )
             self.requested.set()
         await self.done.wait()
-        return _answer(200, {"drained": True})
+        return Answer.json(200, {"drained": True})
 
     async def settle(self, exit_code: int, stop: asyncio.Event) -> int:
         """The shutdown sequence is over: answer the waiting drain calls, and if a drain (not a
@@ -75,7 +73,3 @@ async def relay(stop: asyncio.Event, drain: Drain, halt: asyncio.Event) -> None:
         for task in waits:
             task.cancel()
     halt.set()
-
-
-def _answer(status: int, body: dict[str, object]) -> Response:
-    return Response(status=status, text=json.dumps(body), content_type="application/json")

@@ -2,35 +2,32 @@
 
 Kubernetes probes and Prometheus scrapes hit it every few seconds, so it logs nothing per
 request; its answers come from two callables owned by the app, which knows what "alive" and
-"ready" mean. It runs on aiohttp's low-level server (``aiohttp.web_server``) rather than
-``aiohttp.web``: three fixed routes need no router, and ``aiohttp.web`` would load the application,
-routing and static-file machinery (~1 MB of resident memory) for nothing.
+"ready" mean.
 
-The port is reachable from the pod network, so it must stay cheap under a flood: concurrent
-``/metrics`` requests share one rendering (each still gets a rendering made after it arrived),
-so 1 000 concurrent scrapes cost a few renders, not 1 000 that starve deliveries and push
-``/healthz`` past the kubelet's 1 s timeout; ``/healthz`` and ``/readyz`` read two flags.
+The port is reachable from the pod network, so it must stay cheap under a flood. It runs on
+:mod:`.probe_http` (answers made inside the protocol callback, no task per request), and
+concurrent ``/metrics`` requests share one rendering (each still gets a rendering made after it
+arrived), so 1 000 concurrent scrapes cost a few renders, not 1 000 that starve deliveries and
+push ``/healthz`` past the kubelet's 1 s timeout; ``/healthz`` and ``/readyz`` read two flags.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Final
 
-from aiohttp.web_request import BaseRequest
-from aiohttp.web_response import Response
-from aiohttp.web_server import Server
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from .listen import describe, listen_sockets
 from .metrics import Metrics
+from .probe_http import Answer, Handler, HttpServer, Request, server_error
 
 log = logging.getLogger("carrier.probes")
 
-# Probes and scrapers hold keep-alive connections; never let them delay the pod's exit.
+# At exit, a request still being answered (a drain call) gets this long, then is closed.
 SHUTDOWN_GRACE: Final = 1.0
 
 
@@ -48,28 +45,27 @@ class ProbeServer:
         self._metrics = metrics
         self._live = live
         self._ready = ready
-        self._server: Server | None = None
-        self._listeners: list[asyncio.AbstractServer] = []
+        self._server = HttpServer()
+        self._started = False
         self.port = addr[1]
-        self._rendering: dict[str, asyncio.Future[bytes]] = {}  # content type → shared render
-        self._routes: dict[str, Callable[[BaseRequest], Awaitable[Response]]] = {
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/metrics": self._serve_metrics,
-        }
+        self._rendering: dict[str, asyncio.Future[Answer]] = {}  # content type → shared render
+        self._server.routes.update(
+            {
+                "/healthz": lambda _request: _probe("live", self._live),
+                "/readyz": lambda _request: _probe("ready", self._ready),
+                "/metrics": self._serve_metrics,
+            }
+        )
 
-    def add_route(self, path: str, handler: Callable[[BaseRequest], Awaitable[Response]]) -> None:
+    def add_route(self, path: str, handler: Handler) -> None:
         """Serve one more GET path on this port (the drain endpoint, :mod:`drain`)."""
-        self._routes[path] = handler
+        self._server.routes[path] = handler
 
     async def start(self) -> None:
-        server = Server(self._dispatch, access_log=None)
         host, port = self._addr
-        loop = asyncio.get_running_loop()
         sockets = listen_sockets(host, port)  # ":PORT": IPv6 and IPv4 (dual-stack clusters)
-        for sock in sockets:
-            self._listeners.append(await loop.create_server(server, sock=sock))
-        self._server = server
+        await self._server.listen(sockets)
+        self._started = True
         self.port = int(sockets[0].getsockname()[1])
         log.info(
             "probe server listening",
@@ -77,53 +73,38 @@ class ProbeServer:
         )
 
     async def stop(self) -> None:
-        """Stop listening, close idle keep-alive connections, give a request in flight a grace."""
-        listeners, self._listeners = self._listeners, []
-        server, self._server = self._server, None
-        for listener in listeners:
-            listener.close()
-        if server is not None:
-            await asyncio.sleep(0)  # let requests already accepted start, as aiohttp's runner does
-            server.pre_shutdown()
-            await server.shutdown(SHUTDOWN_GRACE)
-        for listener in listeners:
-            await listener.wait_closed()
+        """Stop listening, close idle connections, give a request in flight a grace."""
+        if self._started:
+            self._started = False
+            await self._server.stop(SHUTDOWN_GRACE)
 
-    async def _dispatch(self, request: BaseRequest) -> Response:
-        route = self._routes.get(request.path)
-        if route is None:
-            return Response(status=404, text="404: Not Found")
-        if request.method not in {"GET", "HEAD"}:
-            return Response(status=405, text="405: Method Not Allowed", headers={"Allow": "GET"})
-        return await route(request)
-
-    async def _healthz(self, _request: BaseRequest) -> Response:
-        return _probe("live", self._live)
-
-    async def _readyz(self, _request: BaseRequest) -> Response:
-        return _probe("ready", self._ready)
-
-    async def _serve_metrics(self, request: BaseRequest) -> Response:
+    def _serve_metrics(self, request: Request) -> asyncio.Future[Answer]:
         # Content negotiation as prometheus_client's own handler does it (text or OpenMetrics).
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         shared = self._rendering.get(content_type)
         if shared is None:
-            shared = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            shared = loop.create_future()
             self._rendering[content_type] = shared
-            try:
-                await asyncio.sleep(0)  # let the requests already read join this rendering
-            finally:  # rendered even if this request was cancelled: the others wait for it
-                del self._rendering[content_type]
-                try:
-                    shared.set_result(encoder(self._metrics.registry))
-                except Exception as exc:
-                    shared.set_exception(exc)
-        response = Response(body=await asyncio.shield(shared))
-        response.headers["Content-Type"] = content_type
-        return response
+            # Rendered on the next turn of the loop: the requests already read join this one.
+            loop.call_soon(self._render, content_type, encoder, shared)
+        return shared
+
+    def _render(
+        self,
+        content_type: str,
+        encoder: Callable[[CollectorRegistry], bytes],
+        shared: asyncio.Future[Answer],
+    ) -> None:
+        del self._rendering[content_type]
+        try:
+            answer = Answer(200, encoder(self._metrics.registry), content_type)
+        except Exception as exc:  # logged once for all the requests sharing this rendering
+            answer = server_error(exc)
+        shared.set_result(answer)
 
 
-def _probe(name: str, check: Callable[[], bool]) -> Response:
+def _probe(name: str, check: Callable[[], bool]) -> Answer:
     try:
         ok = bool(check())
         reason = "" if ok else f"{name} check returned false"
@@ -133,8 +114,4 @@ def _probe(name: str, check: Callable[[], bool]) -> Response:
     body: dict[str, object] = {name: ok}
     if reason:
         body["reason"] = reason
-    return Response(
-        status=200 if ok else 503,
-        text=json.dumps(body),
-        content_type="application/json",
-    )
+    return Answer.json(200 if ok else 503, body)

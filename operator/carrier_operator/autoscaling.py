@@ -24,7 +24,7 @@ from typing import Any
 from carrier_sidecar.settings import Settings
 
 from .binding import BINDING_LABEL, GROUP, KIND, VERSION
-from .queues import region_for
+from .queue_place import region_for
 
 KEDA_GROUP = "keda.sh"
 KEDA_VERSION = "v1alpha1"

@@ -16,22 +16,24 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore import exceptions as boto
 
-from carrier_sidecar.aws import classify_code, error_code, error_message, region_from_url
 from carrier_sidecar.endpoints import install_lean_resolver
 from carrier_sidecar.settings import Settings
 
 from .dead_letters import REDRIVE_POLICY, DeadLetter, read_dead_letter
+from .queue_failures import KNOWN, QueueCall, describe
+from .queue_place import region_for
 
 logger = logging.getLogger(__name__)
 
 SIDECAR_IDENTITY = (
     "The sidecar reads the queue with the pod's own identity, not the operator's: pods are "
     "still admitted (set spec.queueCheck: false to stop this check)"
+)
+READ_QUEUE = QueueCall(
+    action="GetQueueAttributes", verb="reading", other="QueueError", identity=SIDECAR_IDENTITY
 )
 DEPTH_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
@@ -52,13 +54,6 @@ class QueueProbe:
     in_flight: int | None = None
     delayed: int | None = None
     dead_letter: DeadLetter | None = None  # read along with a reachable queue
-
-
-def region_for(settings: Settings) -> str | None:
-    """The spec's region, else the one in an AWS queue URL; None leaves it to the AWS chain."""
-    if settings.sqs_region:
-        return settings.sqs_region
-    return region_from_url(settings.sqs_queue_url) or region_from_url(settings.sqs_endpoint)
 
 
 class QueueReader:
@@ -94,57 +89,16 @@ class QueueReader:
 
     async def probe(self, settings: Settings) -> QueueProbe:
         """The queue's depth, or a probe saying why it could not be read."""
-        where = _where(settings)
         try:
             async with asyncio.timeout(self.timeout * 2):
                 return await self._read(settings)
-        except boto.ClientError as exc:
-            code = error_code(exc) or "Unknown"
-            text = error_message(exc) or code
-            kind = classify_code(code)
-            if kind == "missing":
-                return _failed(
-                    "QueueNotFound", f"queue {settings.queue_label} does not exist{where}"
-                )
-            if kind in {"denied", "credentials"}:
-                action = f"sqs:{getattr(exc, 'operation_name', None) or 'GetQueueAttributes'}"
-                return _failed(
-                    "AccessDenied",
-                    f"the operator's AWS identity may not call {action} on "
-                    f"{settings.queue_label}{where}: {text}. {SIDECAR_IDENTITY}",
-                )
-            return _failed("QueueError", f"{code} reading {settings.queue_label}{where}: {text}")
-        except TimeoutError:
-            return _failed("EndpointUnreachable", f"no answer within {self.timeout * 2:g}s{where}")
-        except (boto.NoCredentialsError, boto.PartialCredentialsError) as exc:
-            return _failed(
-                "NoCredentials", f"the operator has no AWS credentials: {exc}. {SIDECAR_IDENTITY}"
-            )
-        except boto.CredentialRetrievalError as exc:
-            return _failed(
-                "NoCredentials",
-                f"the operator cannot get AWS credentials: {exc}. {SIDECAR_IDENTITY}",
-            )
-        except boto.NoRegionError:
-            return _failed(
-                "NoRegion", "no region: set spec.queue.region or the operator's AWS_REGION"
-            )
-        except (
-            boto.EndpointConnectionError,
-            boto.ConnectTimeoutError,
-            boto.ReadTimeoutError,
-            boto.ConnectionClosedError,
-            aiohttp.ClientError,
-            OSError,
-        ) as exc:
-            return _failed("EndpointUnreachable", f"cannot reach SQS{where}: {exc}")
-        except (boto.BotoCoreError, ValueError) as exc:
-            return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc}")
+        except KNOWN as exc:
+            return _failed(*describe(exc, settings, READ_QUEUE, timeout=self.timeout * 2))
         except Exception as exc:  # a condition, never a crash: but say it was unexpected
             logger.exception(
                 "unexpected error reading the queue", extra={"queue": settings.queue_label}
             )
-            return _failed("QueueError", f"reading {settings.queue_label}{where}: {exc!r}")
+            return _failed(*describe(exc, settings, READ_QUEUE))
 
     async def _read(self, settings: Settings) -> QueueProbe:
         client = await self._client(region_for(settings), settings.sqs_endpoint)
@@ -183,21 +137,6 @@ class QueueReader:
                 url = str(answer["QueueUrl"])
             sent = await client.send_message(QueueUrl=url, **request)
         return str(sent["MessageId"])
-
-
-def where(settings: Settings) -> str:
-    """`` (region r, endpoint e)`` for messages about the queue, or empty."""
-    return _where(settings)
-
-
-def _where(settings: Settings) -> str:
-    parts = []
-    region = region_for(settings)
-    if region:
-        parts.append(f"region {region}")
-    if settings.sqs_endpoint:
-        parts.append(f"endpoint {settings.sqs_endpoint}")
-    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _failed(reason: str, message: str) -> QueueProbe:

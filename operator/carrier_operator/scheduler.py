@@ -35,10 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
-from botocore import exceptions as boto
-
-from carrier_sidecar.aws import classify_code, error_code, error_message
 from carrier_sidecar.headers import CONTENT_TYPE_ATTR
 from carrier_sidecar.settings import Settings
 from carrier_sidecar.tasks import SCHEDULED_TIME_ATTR, TASK_NAME_ATTR, rfc3339
@@ -49,7 +45,8 @@ from .config import OperatorSettings
 from .events import SCHEDULE_SEND_FAILED, EventPoster, Involved
 from .kubeapi import MERGE_PATCH, KubeAPI, KubeAPIError
 from .leader import Leadership, NotLeader, SoleReplica, fence
-from .queues import QueueReader, where
+from .queue_failures import QueueCall, describe
+from .queues import QueueReader
 from .schedules import Schedule, ScheduleError, due, next_tick, parse_schedules, parse_time
 from .spec_sync import check_validity
 from .status_writer import Key, status_path
@@ -164,32 +161,17 @@ def dedup_id(name: str, tick: datetime) -> str:
     return f"{name}@{rfc3339(tick)}"
 
 
+SEND_TICK = QueueCall(
+    action="SendMessage",
+    verb="sending to",
+    other="SendError",
+    identity="The scheduler sends with the operator's identity: grant it sqs:SendMessage",
+)
+
+
 def send_failure(exc: BaseException, settings: Settings) -> tuple[str, str]:
     """(reason, message) of a failed SendMessage, for status and the Warning Event."""
-    queue = f"{settings.queue_label}{where(settings)}"
-    if isinstance(exc, boto.ClientError):
-        code = error_code(exc) or "Unknown"
-        text = error_message(exc) or code
-        kind = classify_code(code)
-        if kind == "missing":
-            return "QueueNotFound", f"queue {queue} does not exist"
-        if kind in {"denied", "credentials"}:
-            action = f"sqs:{getattr(exc, 'operation_name', None) or 'SendMessage'}"
-            return (
-                "AccessDenied",
-                f"the operator's AWS identity may not call {action} on {queue}: {text} "
-                "(the scheduler sends with the operator's identity: grant it sqs:SendMessage)",
-            )
-        return "SendError", f"{code} sending to {queue}: {text}"
-    if isinstance(exc, TimeoutError):
-        return "EndpointUnreachable", f"no answer sending to {queue}"
-    if isinstance(exc, (boto.NoCredentialsError, boto.PartialCredentialsError)):
-        return "NoCredentials", f"the operator has no AWS credentials: {exc}"
-    if isinstance(exc, boto.NoRegionError):
-        return "NoRegion", "no region: set spec.queue.region or the operator's AWS_REGION"
-    if isinstance(exc, (boto.BotoCoreError, aiohttp.ClientError, OSError)):
-        return "EndpointUnreachable", f"cannot send to {queue}: {exc}"
-    return "SendError", f"sending to {queue}: {exc!r}"
+    return describe(exc, settings, SEND_TICK)
 
 
 class Scheduler:

@@ -15,7 +15,8 @@ from carrier_operator.binding import (
     sidecar_hash,
     validate_spec,
 )
-from carrier_operator.queues import QueueProbe, QueueReader, region_for
+from carrier_operator.queue_place import region_for
+from carrier_operator.queues import QueueProbe, QueueReader
 from carrier_operator.rollout import SIDECAR_HASH, is_current, restart_patch, uses_binding
 from carrier_operator.status import Observed, render
 from carrier_sidecar.settings import Settings

@@ -15,8 +15,15 @@ from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .durations import format_duration, parse_duration
 from .tasks import parse_task_routes
@@ -61,13 +68,13 @@ def injected_fields() -> frozenset[str]:
     )
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """The sidecar's configuration, read from ``CARRIER_*`` environment variables."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        case_sensitive=False,
-        env_ignore_empty=True,
+    # A plain model, not pydantic-settings: the environment is read in one place, :meth:`load`
+    # (so rendering a binding inside the operator never picks up the operator's own CARRIER_*
+    # variables), and the sidecar image carries no pydantic-settings.
+    model_config = ConfigDict(
         extra="ignore",
         frozen=True,
         validate_default=True,
@@ -283,19 +290,6 @@ class Settings(BaseSettings):
         ),
         json_schema_extra={**_meta(None), "injected": True},
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment is read in one place, :meth:`load`, so that rendering a binding inside
-        # the operator can never pick up the operator's own CARRIER_* variables.
-        return (init_settings,)
 
     # --- validation ------------------------------------------------------------------------
     @field_validator("log_level", "retry_backoff", "webhook_format", mode="before")

@@ -170,7 +170,15 @@ def test_sidecar_image_has_only_the_sidecar_extra(installed: dict[str, Path]) ->
     venv = installed["sidecar"]
     assert _importable(venv, "carrier_sidecar.app")
     assert _importable(venv, "aiobotocore")
-    for module in ("kopf", "kubernetes", "cryptography", "moto", "pytest", "pip"):
+    for module in (
+        "kopf",
+        "kubernetes",
+        "cryptography",
+        "pydantic_settings",
+        "moto",
+        "pytest",
+        "pip",
+    ):
         assert not _importable(venv, module), f"{module} must not be in the sidecar image"
     assert (venv / "bin/carrier-sidecar").exists()
 

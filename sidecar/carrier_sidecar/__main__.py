@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     log = logging.getLogger("carrier")
+    from .fd_limit import raise_open_files_limit
+
+    raised = raise_open_files_limit()
+    if raised is not None:
+        log.info("open-file limit raised", extra={"soft_before": raised[0], "soft": raised[1]})
     for name in unknown_variables(os.environ):
         log.warning("unknown variable ignored (a typo?)", extra={"variable": name})
     if _early_signals:

@@ -7,7 +7,8 @@ parsed (httptools: llhttp, the parser uvicorn and aiohttp's C path use) and answ
 ``data_received``, with no task: ~40 µs. One request per connection (``Connection: close``): the
 kubelet opens a connection per probe anyway and Prometheus reconnects per scrape, and nothing is
 left idle to clean up. A connection that has not sent a whole request head within
-:data:`REQUEST_DEADLINE` or in :data:`MAX_HEAD_BYTES` is closed.
+:data:`REQUEST_DEADLINE` or in :data:`MAX_HEAD_BYTES` is closed, and at most
+:data:`MAX_CONNECTIONS` are open at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ log = logging.getLogger("carrier.probes")
 REQUEST_DEADLINE: Final = 10.0  # seconds to send a request head (slow clients are dropped)
 MAX_HEAD_BYTES: Final = 16 * 1024
 BACKLOG: Final = 1024  # a flood's connections wait in the kernel, not dropped SYNs (1 s retries)
+# Open connections at once; beyond it a new one is closed unanswered. Answers are written as the
+# head arrives, so only clients that hold a connection without finishing a head (for up to
+# REQUEST_DEADLINE) or wait on a slow handler count: they cannot take every file descriptor the
+# SQS and webhook connections need.
+MAX_CONNECTIONS: Final = 512
 METHODS: Final = frozenset({"GET", "HEAD"})
 
 
@@ -97,6 +103,10 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if len(self._server.connections) >= self._server.max_connections:
+            self._request_read = True  # nothing more is read from it
+            self._transport.abort()
+            return
         self._server.connections.add(self)
         self._deadline = asyncio.get_running_loop().call_later(
             self._server.request_deadline, self.close
@@ -184,10 +194,15 @@ class HttpServer:
     """Routes GET/HEAD paths to handlers on already-bound sockets (:mod:`.listen`)."""
 
     def __init__(
-        self, *, request_deadline: float = REQUEST_DEADLINE, max_head_bytes: int = MAX_HEAD_BYTES
+        self,
+        *,
+        request_deadline: float = REQUEST_DEADLINE,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.request_deadline = request_deadline
         self.max_head_bytes = max_head_bytes
+        self.max_connections = max_connections
         self.routes: dict[str, Handler] = {}
         self.connections: set[_Connection] = set()
         self.pending: set[asyncio.Future[Answer]] = set()

@@ -20,6 +20,7 @@ import uvloop
 
 from carrier_sidecar.listen import listen_sockets
 from carrier_sidecar.probe_http import Answer, HttpServer, Request
+from tests.support.servers import eventually
 
 Run = Callable[[Coroutine[Any, Any, None]], None]
 LOOPS: dict[str, Run] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
@@ -244,3 +245,24 @@ async def _an_answer_past_the_grace_is_cut_off() -> None:
         await server.stop(0.2)
         assert time.monotonic() - started < 3
         assert await asyncio.wait_for(waiting, 5) == b""
+
+
+def test_connections_past_the_cap_are_closed_unanswered(run: Run) -> None:
+    run(_connections_past_the_cap_are_closed_unanswered())
+
+
+async def _connections_past_the_cap_are_closed_unanswered() -> None:
+    async with serving(max_connections=3) as (server, port):
+        holders = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for _, holder in holders:  # each sends half a head and holds on
+            holder.write(b"GET /ok HTTP/1.1\r\n")
+        await eventually(lambda: len(server.connections) == 3, 5, "three connections held")
+        assert await exchange(port, b"GET /ok HTTP/1.1\r\n\r\n") == b""  # over the cap
+        reader, writer = holders.pop()
+        writer.write(b"\r\n")  # one holder finishes its head: answered and closed
+        assert parse(await asyncio.wait_for(reader.read(), 5))[0] == 200
+        writer.close()
+        await eventually(lambda: len(server.connections) == 2, 5, "the answered one gone")
+        assert parse(await exchange(port, b"GET /ok HTTP/1.1\r\n\r\n"))[0] == 200  # room again
+        for _, held in holders:
+            held.close()

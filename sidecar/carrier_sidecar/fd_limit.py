@@ -23,3 +23,17 @@ def raise_open_files_limit() -> tuple[int, int] | None:
     except (ValueError, OSError):
         return None
     return soft, hard
+
+
+def connection_cap(share: float = 0.25, floor: int = 64, ceiling: int = 4096) -> int:
+    """How many connections the probe port may hold open: a ``share`` of the soft open-file
+    limit (between ``floor`` and ``ceiling``), so a flood always leaves descriptors for SQS and
+    the webhook. 4 096 (with the hard limit of 524 288 that containerd 2 leaves) takes a burst of
+    1 000 connections whole; a limit of 1 024 that cannot be raised gives 256."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ValueError, OSError):
+        return floor
+    if soft == resource.RLIM_INFINITY:
+        return ceiling
+    return max(floor, min(ceiling, int(soft * share)))

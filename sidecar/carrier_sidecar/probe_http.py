@@ -8,7 +8,8 @@ parsed (httptools: llhttp, the parser uvicorn and aiohttp's C path use) and answ
 kubelet opens a connection per probe anyway and Prometheus reconnects per scrape, and nothing is
 left idle to clean up. A connection that has not sent a whole request head within
 :data:`REQUEST_DEADLINE` or in :data:`MAX_HEAD_BYTES` is closed, and at most
-:data:`MAX_CONNECTIONS` are open at once.
+:func:`.fd_limit.connection_cap` are open at once (beyond it a new one is closed unanswered), so
+a flood cannot take the file descriptors the SQS and webhook connections need.
 """
 
 from __future__ import annotations
@@ -24,16 +25,13 @@ from typing import Final, cast
 
 import httptools
 
+from .fd_limit import connection_cap
+
 log = logging.getLogger("carrier.probes")
 
 REQUEST_DEADLINE: Final = 10.0  # seconds to send a request head (slow clients are dropped)
 MAX_HEAD_BYTES: Final = 16 * 1024
 BACKLOG: Final = 1024  # a flood's connections wait in the kernel, not dropped SYNs (1 s retries)
-# Open connections at once; beyond it a new one is closed unanswered. Answers are written as the
-# head arrives, so only clients that hold a connection without finishing a head (for up to
-# REQUEST_DEADLINE) or wait on a slow handler count: they cannot take every file descriptor the
-# SQS and webhook connections need.
-MAX_CONNECTIONS: Final = 512
 METHODS: Final = frozenset({"GET", "HEAD"})
 
 
@@ -198,11 +196,11 @@ class HttpServer:
         *,
         request_deadline: float = REQUEST_DEADLINE,
         max_head_bytes: int = MAX_HEAD_BYTES,
-        max_connections: int = MAX_CONNECTIONS,
+        max_connections: int | None = None,
     ) -> None:
         self.request_deadline = request_deadline
         self.max_head_bytes = max_head_bytes
-        self.max_connections = max_connections
+        self.max_connections = connection_cap() if max_connections is None else max_connections
         self.routes: dict[str, Handler] = {}
         self.connections: set[_Connection] = set()
         self.pending: set[asyncio.Future[Answer]] = set()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from carrier_sidecar.fd_limit import connection_cap
 from tests.support.queues import make_queue
 from tests.support.servers import MotoServer, eventually, free_port
 from tests.support.sidecars import env_for, sidecar_process
@@ -54,3 +55,15 @@ async def test_a_low_soft_limit_is_raised_to_the_hard_one(
         assert sidecar.logged(f'"soft_before": {LOW_SOFT}')
         sidecar.proc.send_signal(signal.SIGTERM)
         assert await sidecar.wait(20) == 0
+
+
+def test_the_probe_port_cap_is_a_share_of_the_limit_within_bounds() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        for limit, cap in ((1024, 256), (100, 64), (524288, 4096), (8192, 2048)):
+            if limit > hard:
+                continue
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+            assert connection_cap() == cap, limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -50,7 +50,7 @@ def describe(
         text = error_message(exc) or code
         kind = classify_code(code)
         if kind == "missing":
-            return "QueueNotFound", f"queue {queue} does not exist"
+            return "QueueNotFound", f"queue {settings.queue_label} does not exist{where(settings)}"
         if kind in {"denied", "credentials"}:
             action = f"sqs:{getattr(exc, 'operation_name', None) or call.action}"
             return (

@@ -76,3 +76,10 @@ def test_other_failures_keep_each_call_s_own_reason() -> None:
         "ThrottlingException sending to orders (region eu-west-1): ThrottlingException said AWS",
     )
     assert describe(RuntimeError("bug"), SETTINGS, READ_QUEUE)[0] == "QueueError"
+
+
+def test_a_missing_queue_reads_the_same_for_both() -> None:
+    missing = client_error("AWS.SimpleQueueService.NonExistentQueue")
+    expected = ("QueueNotFound", "queue orders does not exist (region eu-west-1)")
+    assert describe(missing, SETTINGS, READ_QUEUE) == expected
+    assert send_failure(missing, SETTINGS) == expected

@@ -31,6 +31,7 @@ from aiobotocore.session import get_session
 from tests.support.servers import AWS_TEST_ENV, free_port, wait_until
 
 from . import procs, sqs_server
+from .sampler import cpu_seconds
 
 
 @dataclass
@@ -95,15 +96,9 @@ async def probe_for(base: str, seconds: float, every: float = 0.05) -> Flood:
     return flood
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far (``/proc``; Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_shares(pids: dict[str, int], seconds: float, before: dict[str, float]) -> dict[str, float]:
     return {
-        name: round((_cpu_seconds(pid) - before[name]) / seconds, 2) for name, pid in pids.items()
+        name: round((cpu_seconds(pid) - before[name]) / seconds, 2) for name, pid in pids.items()
     }
 
 
@@ -167,7 +162,7 @@ async def measure(
                 "webhook": webhook.pid,
             }
             quiet_start = _posts(webhook_port)
-            before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             quiet = await probe_for(base, seconds)
             quiet_rate = (_posts(webhook_port) - quiet_start) / seconds
             quiet_cpu = _cpu_shares(pids, seconds, before)
@@ -180,7 +175,7 @@ async def measure(
             )
             pids["flooder"] = flooder.pid
             loud_start = _posts(webhook_port)
-            before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             loud = await probe_for(base, seconds)
             loud_rate = (_posts(webhook_port) - loud_start) / seconds
             loud_cpu = _cpu_shares(pids, seconds, before)

@@ -46,7 +46,6 @@ class ProbeServer:
         self._live = live
         self._ready = ready
         self._server = HttpServer()
-        self._started = False
         self.port = addr[1]
         self._rendering: dict[str, asyncio.Future[Answer]] = {}  # content type → shared render
         self._server.routes.update(
@@ -65,7 +64,6 @@ class ProbeServer:
         host, port = self._addr
         sockets = listen_sockets(host, port)  # ":PORT": IPv6 and IPv4 (dual-stack clusters)
         await self._server.listen(sockets)
-        self._started = True
         self.port = int(sockets[0].getsockname()[1])
         log.info(
             "probe server listening",
@@ -74,9 +72,7 @@ class ProbeServer:
 
     async def stop(self) -> None:
         """Stop listening, close idle connections, give a request in flight a grace."""
-        if self._started:
-            self._started = False
-            await self._server.stop(SHUTDOWN_GRACE)
+        await self._server.stop(SHUTDOWN_GRACE)  # idempotent, and a no-op before start
 
     def _serve_metrics(self, request: Request) -> asyncio.Future[Answer]:
         # Content negotiation as prometheus_client's own handler does it (text or OpenMetrics).

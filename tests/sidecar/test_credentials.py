@@ -105,20 +105,6 @@ def irsa_env(base: dict[str, str], token_file: Path, sts_url: str) -> dict[str, 
     return env
 
 
-async def start(command: list[str], env: dict[str, str]) -> SidecarProcess:
-    """The real process with exactly ``env`` (process_env would add static test keys)."""
-    proc = await asyncio.create_subprocess_exec(
-        *command,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    sidecar = SidecarProcess(proc)
-    sidecar.reader = asyncio.ensure_future(sidecar._read())
-    return sidecar
-
-
 async def test_irsa_credentials_come_from_the_configured_sts_endpoint(
     moto: MotoServer,
     sqs: Any,
@@ -133,7 +119,7 @@ async def test_irsa_credentials_come_from_the_configured_sts_endpoint(
     await sqs.send_message(QueueUrl=url, MessageBody="via irsa")
     async with sts_stand_in(moto) as sts:
         env = irsa_env(env_for(moto, queue_name, webhook.url), token, sts.url)
-        sidecar = await start(sidecar_command, env)
+        sidecar = await SidecarProcess.start_exact(sidecar_command, env)
         try:
 
             async def drained() -> bool:
@@ -185,7 +171,7 @@ async def test_irsa_start_up_failures_name_their_real_cause(
         sts_url = sts.url if case in {"missing-token-file", "sts-refuses"} else closed
         env = irsa_env(env_for(moto, queue_name, webhook.url), token, sts_url)
         started = time.monotonic()
-        sidecar = await start(sidecar_command, env)
+        sidecar = await SidecarProcess.start_exact(sidecar_command, env)
         try:
             code = await sidecar.wait(30)
             stderr = await sidecar.stderr()

@@ -114,9 +114,15 @@ class SidecarProcess:
 
     @classmethod
     async def start(cls, command: list[str], env: Mapping[str, str]) -> SidecarProcess:
+        """The process with the test's ``env`` over :func:`process_env`'s clean base."""
+        return await cls.start_exact(command, process_env(env))
+
+    @classmethod
+    async def start_exact(cls, command: list[str], env: Mapping[str, str]) -> SidecarProcess:
+        """The process with exactly ``env``: nothing added (no static test credentials)."""
         proc = await asyncio.create_subprocess_exec(
             *command,
-            env=process_env(env),
+            env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

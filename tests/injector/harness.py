@@ -222,6 +222,15 @@ class Answer:
     def message(self) -> str:
         return str((self.response.get("status") or {}).get("message", ""))
 
+    def assert_binding_refused(self, expected: str) -> None:
+        """The validating webhook's refusal of a binding: a 422 in a 200 answer, one line
+        containing ``expected``."""
+        assert self.status == 200
+        assert not self.allowed
+        assert self.response["status"]["code"] == 422
+        assert expected in self.message
+        assert "\n" not in self.message
+
     @property
     def patch(self) -> list[dict[str, Any]]:
         import base64

@@ -8,8 +8,6 @@ sidecar first) receives none of them twice.
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from tests.support.pss import violations
 
 from .kube import Kube, poll
 from .manifests import APP_NS, BINDING, QUEUE, RECORDS, TAG, binding, worker
+from .records import read_records, send_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -46,7 +45,7 @@ def test_injected_pod_runs_the_sidecar_under_restricted_pss(kube: Kube, deployed
 
 
 def test_messages_arrive_and_the_queue_drains(cluster_sqs: Any, deployed: str) -> None:
-    ids = _send(cluster_sqs, 30)
+    ids = send_ids(cluster_sqs, QUEUE, 30)
     _expect_delivered(cluster_sqs, ids, timeout=180)
 
 
@@ -66,13 +65,13 @@ def test_binding_change_rolls_the_worker_out(
         )
 
     poll(rolled, timeout=240, what="the worker to roll out with batchSize 5")
-    _expect_delivered(cluster_sqs, _send(cluster_sqs, 10), timeout=180)
+    _expect_delivered(cluster_sqs, send_ids(cluster_sqs, QUEUE, 10), timeout=180)
 
 
 def test_pod_deletion_with_messages_in_flight_loses_nothing(
     kube: Kube, cluster_sqs: Any, deployed: str
 ) -> None:
-    ids = _send(cluster_sqs, 12, sleep=3)
+    ids = send_ids(cluster_sqs, QUEUE, 12, sleep=3)
     url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     poll(
         lambda: int(_attributes(cluster_sqs, url)["ApproximateNumberOfMessagesNotVisible"]) > 0,
@@ -98,7 +97,7 @@ def test_pod_deletion_drains_the_sidecar_before_the_worker_stops(
     assert hook["path"] == "/drain"
     assert hook["httpHeaders"][0]["value"] == _sidecar_env(pod)["CARRIER_DRAIN_TOKEN"]
 
-    ids = _send(cluster_sqs, 20, sleep=3)
+    ids = send_ids(cluster_sqs, QUEUE, 20, sleep=3)
     url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     poll(
         lambda: int(_attributes(cluster_sqs, url)["ApproximateNumberOfMessagesNotVisible"]) > 0,
@@ -145,19 +144,6 @@ def _sidecar_env(pod: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
-def _send(cluster_sqs: Any, count: int, sleep: float = 0) -> set[str]:
-    url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
-    ids = {uuid.uuid4().hex for _ in range(count)}
-    batch = list(ids)
-    for start in range(0, len(batch), 10):
-        entries = [
-            {"Id": str(i), "MessageBody": json.dumps({"id": m, "sleep": sleep})}
-            for i, m in enumerate(batch[start : start + 10])
-        ]
-        assert not cluster_sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
-    return ids
-
-
 def _attributes(cluster_sqs: Any, url: str) -> dict[str, str]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     return dict(cluster_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
@@ -166,22 +152,7 @@ def _attributes(cluster_sqs: Any, url: str) -> dict[str, str]:
 def _expect_delivered(cluster_sqs: Any, ids: set[str], timeout: float) -> list[dict[str, Any]]:
     """Every id recorded by a worker at least once, then the queue empty (nothing invisible);
     returns the records read (id, pod, receive_count)."""
-    records = cluster_sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
-    seen: set[str] = set()
-    read: list[dict[str, Any]] = []
-
-    def drained_records() -> bool:
-        answer = cluster_sqs.receive_message(
-            QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for message in answer.get("Messages", []):
-            record = json.loads(message["Body"])
-            read.append(record)
-            seen.add(record["id"])
-            cluster_sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
-        return ids <= seen
-
-    poll(drained_records, timeout=timeout, what=f"{len(ids - seen)} messages to arrive", every=0.2)
+    read = read_records(cluster_sqs, ids, timeout=timeout, what=f"{len(ids)} messages to arrive")
     url = cluster_sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     poll(
         lambda: (

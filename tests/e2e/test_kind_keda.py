@@ -10,9 +10,7 @@ the binding lets the API server's garbage collector delete the ScaledObject (own
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +19,6 @@ import pytest
 from .kube import Kube, poll, run, tool
 from .manifests import (
     APP_NS,
-    RECORDS,
     SCALED,
     SCALED_QUEUE,
     SCALED_WORKER,
@@ -29,6 +26,7 @@ from .manifests import (
     scaled_binding,
     worker,
 )
+from .records import read_records, send_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -84,7 +82,7 @@ def test_worker_scales_up_drains_and_returns_to_zero(
     assert (owner["kind"], owner["name"], owner["controller"]) == ("CarrierBinding", SCALED, True)
     assert _replicas(kube) == 0  # idle queue, minReplicas 0
 
-    ids = _send(cluster_sqs, MESSAGES, sleep=3)
+    ids = send_ids(cluster_sqs, SCALED_QUEUE, MESSAGES, sleep=3)
     seen: list[int] = []
 
     def scaled_up() -> bool:
@@ -150,18 +148,6 @@ def _replicas(kube: Kube) -> int:
     return int(deployment["spec"].get("replicas") or 0)
 
 
-def _send(cluster_sqs: Any, count: int, sleep: float) -> set[str]:
-    url = cluster_sqs.get_queue_url(QueueName=SCALED_QUEUE)["QueueUrl"]
-    ids = [uuid.uuid4().hex for _ in range(count)]
-    for start in range(0, count, 10):
-        entries = [
-            {"Id": str(i), "MessageBody": json.dumps({"id": m, "sleep": sleep})}
-            for i, m in enumerate(ids[start : start + 10])
-        ]
-        assert not cluster_sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
-    return set(ids)
-
-
 def _depth(cluster_sqs: Any, url: str) -> int:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attrs = cluster_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
@@ -171,19 +157,12 @@ def _depth(cluster_sqs: Any, url: str) -> int:
 def _expect_delivered(
     cluster_sqs: Any, ids: set[str], seen: list[int], kube: Kube, timeout: float
 ) -> None:
-    """Every id recorded by a worker (the records queue is shared: others' records are skipped);
-    the replica count is sampled meanwhile, for the maxReplicas check."""
-    records = cluster_sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
-    arrived: set[str] = set()
-
-    def all_arrived() -> bool:
-        seen.append(_replicas(kube))
-        answer = cluster_sqs.receive_message(
-            QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for message in answer.get("Messages", []):
-            arrived.add(json.loads(message["Body"])["id"])
-            cluster_sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
-        return ids <= arrived
-
-    poll(all_arrived, timeout=timeout, what=f"{MESSAGES} messages delivered", every=0.2)
+    """Every id recorded by a worker; the replica count is sampled meanwhile, for the
+    maxReplicas check."""
+    read_records(
+        cluster_sqs,
+        ids,
+        timeout=timeout,
+        what=f"{MESSAGES} messages delivered",
+        on_poll=lambda: seen.append(_replicas(kube)),
+    )

@@ -13,13 +13,13 @@ import base64
 import json
 import os
 import time
-import uuid
 from typing import Any
 
 import pytest
 
 from .kube import ROOT, Kube, poll, run, tool
-from .manifests import APP_NS, LABEL, RECORDS, SYSTEM_NS, binding, labelled_pod, worker
+from .manifests import APP_NS, LABEL, SYSTEM_NS, binding, labelled_pod, worker
+from .records import read_records, send_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -76,23 +76,8 @@ def _ready(kube: Kube, name: str) -> bool:
 
 
 def _deliver(cluster_sqs: Any, queue: str, count: int, timeout: float) -> None:
-    url = cluster_sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    ids = {uuid.uuid4().hex for _ in range(count)}
-    for message in ids:
-        cluster_sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": message, "sleep": 0}))
-    records = cluster_sqs.get_queue_url(QueueName=RECORDS)["QueueUrl"]
-    seen: set[str] = set()
-
-    def arrived() -> bool:
-        answer = cluster_sqs.receive_message(
-            QueueUrl=records, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for message in answer.get("Messages", []):
-            seen.add(json.loads(message["Body"])["id"])
-            cluster_sqs.delete_message(QueueUrl=records, ReceiptHandle=message["ReceiptHandle"])
-        return ids <= seen
-
-    poll(arrived, timeout=timeout, what=f"{count} messages through {queue}", every=0.2)
+    ids = send_ids(cluster_sqs, queue, count)
+    read_records(cluster_sqs, ids, timeout=timeout, what=f"{count} messages through {queue}")
 
 
 def test_two_replicas_admit_pods_of_a_binding_created_after_start(

@@ -49,12 +49,14 @@ async def kube() -> AsyncIterator[FakeKube]:
         yield api
 
 
-def clock_offset() -> tuple[float, datetime]:
-    """(offset, tick): with the offset, the operators' clock reaches the minute boundary
-    ``tick`` ``TICK_AFTER`` real seconds from now."""
+def shifted_clock() -> tuple[dict[str, str], datetime]:
+    """(env, tick): with this env, the replicas' clock reaches the minute boundary ``tick``
+    ``TICK_AFTER`` real seconds from now (and their Lease runs fast)."""
     now = time.time()
     tick = math.ceil((now + 120) / 60) * 60  # a minute boundary at least two minutes ahead
-    return tick - (now + TICK_AFTER), datetime.fromtimestamp(tick, UTC)
+    offset = tick - (now + TICK_AFTER)
+    env = {**FAST_LEASE, "CARRIER_OPERATOR_SCHEDULE_CLOCK_OFFSET_FOR_TESTS": f"{offset:.3f}"}
+    return env, datetime.fromtimestamp(tick, UTC)
 
 
 def _rfc(when: datetime) -> str:
@@ -103,8 +105,7 @@ async def _start(
 async def test_a_leader_killed_as_it_claims_leaves_the_tick_to_the_next(
     kube: FakeKube, moto: MotoServer, sqs: Any, queue_name: str
 ) -> None:
-    offset, tick = clock_offset()
-    env = {**FAST_LEASE, "CARRIER_OPERATOR_SCHEDULE_CLOCK_OFFSET_FOR_TESTS": f"{offset:.3f}"}
+    env, tick = shifted_clock()
     async with operators(kube, 2, env=env) as fleet:
         url, leader = await _start(kube, fleet, moto, sqs, queue_name)
         assert _schedule(kube)["nextScheduleTime"] == _rfc(tick)
@@ -124,8 +125,7 @@ async def test_a_leader_killed_as_it_claims_leaves_the_tick_to_the_next(
 async def test_a_leader_killed_after_sending_is_never_repeated(
     kube: FakeKube, moto: MotoServer, sqs: Any, queue_name: str
 ) -> None:
-    offset, tick = clock_offset()
-    env = {**FAST_LEASE, "CARRIER_OPERATOR_SCHEDULE_CLOCK_OFFSET_FOR_TESTS": f"{offset:.3f}"}
+    env, tick = shifted_clock()
     async with operators(kube, 2, env=env) as fleet:
         url, leader = await _start(kube, fleet, moto, sqs, queue_name)
         # Killed as it writes the result: claimed and sent, the result never stored.

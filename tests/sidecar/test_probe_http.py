@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 import uvloop
 
 from carrier_sidecar.listen import listen_sockets
-from carrier_sidecar.probe_http import Answer, HttpServer, Request
+from carrier_sidecar.probe_http import Answer, Handler, HttpServer, Request
 from tests.support.servers import eventually
 
 Run = Callable[[Coroutine[Any, Any, None]], None]
@@ -34,10 +34,10 @@ def run(request: pytest.FixtureRequest) -> Run:
 
 @asynccontextmanager
 async def serving(
-    routes: dict[str, Callable[[Request], Answer | asyncio.Future[Answer]]] | None = None,
-    **options: float,
+    routes: Mapping[str, Handler] | None = None, server: HttpServer | None = None
 ) -> AsyncIterator[tuple[HttpServer, int]]:
-    server = HttpServer(**options)  # type: ignore[arg-type]
+    """``server`` (default limits unless given) with ``routes`` (default: ``/ok``), listening."""
+    server = server or HttpServer()
     server.routes.update(routes or {"/ok": lambda _r: Answer.text(200, "fine")})
     sockets = listen_sockets("127.0.0.1", 0)
     await server.listen(sockets)
@@ -128,7 +128,7 @@ def test_an_oversized_head_is_refused_not_buffered(run: Run) -> None:
 
 async def _an_oversized_head_is_refused_not_buffered() -> None:
     huge = b"GET /ok HTTP/1.1\r\nX-Pad: " + b"a" * 4096
-    async with serving(max_head_bytes=2048) as (server, port):
+    async with serving(server=HttpServer(max_head_bytes=2048)) as (server, port):
         raw = await exchange(port, huge)
         assert parse(raw)[0] == 431
         assert not server.connections
@@ -139,7 +139,7 @@ def test_a_client_that_never_finishes_its_head_is_dropped(run: Run) -> None:
 
 
 async def _a_client_that_never_finishes_its_head_is_dropped() -> None:
-    async with serving(request_deadline=0.3) as (server, port):
+    async with serving(server=HttpServer(request_deadline=0.3)) as (server, port):
         started = time.monotonic()
         raw = await exchange(port, b"GET /ok HTTP/1.1\r\nHost: x\r\n")  # no blank line, ever
         assert raw == b""  # closed without an answer
@@ -168,12 +168,12 @@ async def _a_failing_handler_answers_500_and_the_server_goes_on() -> None:
     async def broken_later(_request: Request) -> Answer:
         raise RuntimeError("boom later")
 
-    routes = {
+    routes: dict[str, Handler] = {
         "/broken": broken,
         "/later": lambda r: asyncio.ensure_future(broken_later(r)),
         "/ok": lambda _r: Answer.text(200, "fine"),
     }
-    async with serving(routes) as (_, port):  # type: ignore[arg-type]
+    async with serving(routes) as (_, port):
         assert parse(await exchange(port, b"GET /broken HTTP/1.1\r\n\r\n"))[0] == 500
         assert parse(await exchange(port, b"GET /later HTTP/1.1\r\n\r\n"))[0] == 500
         assert parse(await exchange(port, b"GET /ok HTTP/1.1\r\n\r\n"))[0] == 200
@@ -252,7 +252,7 @@ def test_connections_past_the_cap_are_closed_unanswered(run: Run) -> None:
 
 
 async def _connections_past_the_cap_are_closed_unanswered() -> None:
-    async with serving(max_connections=3) as (server, port):
+    async with serving(server=HttpServer(max_connections=3)) as (server, port):
         holders = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
         for _, holder in holders:  # each sends half a head and holds on
             holder.write(b"GET /ok HTTP/1.1\r\n")

@@ -84,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_loop(settings: Settings) -> int:
-    from .app import run
+    from .lazy_ca import ca_file_hidden
+
+    with ca_file_hidden():  # aiohttp's import-time TLS contexts, which the sidecar never uses
+        from .app import run
 
     coro = run(settings, early_signals=_early_signals)
     try:

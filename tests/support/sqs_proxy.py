@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class SqsProxy:
     requests: list[tuple[float, str]] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
     """Incarnations that have made at least one call (they are past interpreter start-up)."""
+    tls: ssl.SSLContext | None = None
+    """Serve https with this context, as SQS itself does (the upstream stays plain http)."""
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _client: aiohttp.ClientSession | None = None
@@ -90,7 +93,7 @@ class SqsProxy:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def start(self) -> SqsProxy:
         self._client = aiohttp.ClientSession(
@@ -107,7 +110,9 @@ class SqsProxy:
 
     async def _listen(self) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        self._site = web.TCPSite(
+            self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=self.tls
+        )
         await self._site.start()
         self._down = False
 

@@ -14,6 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .memory import hold_collector
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -38,6 +39,7 @@ def _remember(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    hold_collector()  # until memory.settle, once start-up has built what it keeps
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, _remember)
     args = list(sys.argv[1:] if argv is None else argv)

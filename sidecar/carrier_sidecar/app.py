@@ -140,6 +140,7 @@ class Sidecar:
                 "fifo": self.settings.is_fifo,
             },
         )
+        settle()  # what start-up builds is built; the webhook may keep us waiting a long time
         if not await self.gate.wait_online(self.halt):
             return None
         return self._start_flow()
@@ -201,7 +202,6 @@ class Sidecar:
             watch = asyncio.ensure_future(self.gate.watch())
             self.background.append(watch)
             watched.add(watch)
-        settle()  # start-up is over: give its garbage back before the first long poll idles
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         return _exit_code(done - {stopped})

@@ -43,7 +43,7 @@ tools: venv
 	bash .ci/tools.sh $(TOOLS)
 
 bench: venv
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(if $(REFERENCE),--reference-cmd "$(REFERENCE)")
 
 ## Full chaos runs (10 000 messages per queue) and the full admission fuzz (10 000 bodies).
 chaos: venv

@@ -16,8 +16,10 @@ from typing import Any
 KEEP = re.compile(r"<!-- keep:start -->.*", re.S)
 GO_MSG_PER_S = 1960.0
 # The Go Carrier v0.2.1's whole-process CPU per 1 000 messages in issue 15's independent harness
-# (moto, nginx, 20 000 messages, 2 cores): the reference until a Go binary runs through this one.
+# (moto, nginx, 20 000 messages, 2 cores): the reference when no binary ran in the same run
+# (``bench.run --reference-cmd``), and then not a verdict: other days, other servers.
 GO_WHOLE_CPU_MS = {"b10-r1-w10": (217 + 287 + 247) / 3, "b1-r1-w1": 893.0}
+CPU_TARGETS = {"b10-r1-w10": 1.25, "b1-r1-w1": 1.5}  # whole-process CPU, at most x the Go Carrier
 STARTUP_CPU_TARGET_S = 0.5
 SERVER_BOUND_SHARE = 0.85
 ADMISSION_DOC = "admission-latency.md"
@@ -59,16 +61,23 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     main, wide, mixed = runs("b10-r1-w10"), runs("b10-r4-w10"), runs("b10-r1-w10-mixed")
 
-    for key, factor in (("b10-r1-w10", 1.25), ("b1-r1-w1", 1.5)):
-        whole, go = med(runs(key), "whole_cpu_ms_per_1000"), GO_WHOLE_CPU_MS[key]
+    reference = result.get("reference", {}).get("configs", {})
+    for key, factor in CPU_TARGETS.items():
+        whole = med(runs(key), "whole_cpu_ms_per_1000")
+        same_run = med(reference.get(key, {}).get("runs", []), "whole_cpu_ms_per_1000")
+        go = same_run if same_run is not None else GO_WHOLE_CPU_MS[key]
+        where = "the reference binary in this run" if same_run is not None else "issue 15's harness"
         label = key.removeprefix("b").replace("-r", " / ").replace("-w", " / ")
+        ratio = f", {whole / go:.2f} x" if whole is not None and same_run is not None else ""
         rows.append(
             (
                 f"Whole-process CPU per 1 000 msgs (spawn → drained), batch {label}",
-                f"≤ {factor} x Go's {go:.0f} ms = {factor * go:.0f} ms (issue 15's harness, not this run)",
+                f"≤ {factor} x Go's {go:.0f} ms = {factor * go:.0f} ms ({where})",
                 fmt(whole, 0, " ms")
-                + f" (steady state {fmt(med(runs(key), 'cpu_ms_per_1000'), 0, ' ms')})",
-                _mark(None if whole is None else whole <= factor * go),
+                + f" (steady state {fmt(med(runs(key), 'cpu_ms_per_1000'), 0, ' ms')}{ratio})",
+                _mark(None if whole is None else whole <= factor * go)
+                if same_run is not None
+                else "not a verdict (no same-run reference)",
             )
         )
     ready_cpu, ready_wall = med(main, "ready_cpu_s"), med(main, "ready_wall_s")
@@ -88,6 +97,9 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if share is not None
         else ""
     )
+    same_rate = med(reference.get("b10-r1-w10", {}).get("runs", []), "msg_per_s")
+    if same_rate is not None:
+        note += f"; the reference binary in this run: {fmt(same_rate, 0, ' msg/s')}"
     met = None if rate is None else (True if rate >= GO_MSG_PER_S else (None if bound else False))
     verdict = (
         _mark(met) if met is not None or rate is None else "**server-bound**: not decidable here"
@@ -329,8 +341,18 @@ def render(result: dict[str, Any], keep: str) -> str:
         + _bound_note(wc.get("req_per_s"), wc.get("receiver_cpu_share"), "POST/s"),
         "",
     ]
+    reference = result.get("reference", {})
     for key, entry in result.get("configs", {}).items():
         out += [f"## {entry['label']} (`{key}`)", "", *config_table(entry), ""]
+        same_run = reference.get("configs", {}).get(key)
+        if same_run:
+            out += [
+                f"Reference binary, same servers, each run right after the sidecar's: "
+                f"`{reference['command']}`",
+                "",
+                *config_table(same_run),
+                "",
+            ]
     out += profile_section(result.get("profile"))
     out += [METHOD, "", keep.rstrip("\n"), ""]
     return "\n".join(out)
@@ -379,6 +401,10 @@ METHOD = """## How it is measured
   `CARRIER_SQS_ENDPOINT` and `CARRIER_SQS_QUEUE_NAME`, both set). `--sidecar-cmd standin` runs
   `bench/standin.py`, a naive Go-shaped Python loop (waits for its whole batch) kept as a
   reference for head-of-line behaviour.
+- **Reference binary**: `--reference-cmd "..."` (e.g. the Go Carrier) runs right after each
+  sidecar run of the two CPU-target configurations, on the same servers and webhook; the targets
+  are then judged against its medians from the same run. Without it they are compared with
+  issue 15's figures (other days, other servers) and marked "not a verdict".
 - **A/B pairs**: `python -m bench.ab --a "CMD" --b "CMD" [--env-a K=V] [--env-b K=V] [--busy-b N]`
   runs two commands alternately (AB, BA, ...) on the same servers and prints each pair's B/A
   ratio, the load average and the spread: on shared cores a change is judged by pairs, never by

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--sidecar-cmd",
         help="command to benchmark (default: carrier-sidecar; 'standin' = bench.standin)",
+    )
+    ap.add_argument(
+        "--reference-cmd",
+        help="a second binary (the Go Carrier) run after each sidecar run of the CPU-target "
+        "configurations, on the same servers: the targets are then judged against it",
     )
     ap.add_argument("--only", action="append", help="configuration key(s) to run, e.g. b10-r1-w10")
     ap.add_argument("--server", choices=["auto", "fauxqs", "moto"], default="auto")
@@ -183,6 +189,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["profile"] = await profile_run(
                 plan, server, hook, hook_proc.pid, args.profile, args.profile_config
             )
+        reference = None
+        if args.reference_cmd:
+            reference = replace(plan, argv=shlex.split(args.reference_cmd))
+            result["reference"] = {"command": args.reference_cmd, "configs": {}}
         for cfg in configs:
             for k in range(runs):
                 began = time.monotonic()
@@ -190,6 +200,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 one["wall_s"] = time.monotonic() - began
                 result["configs"][cfg.key]["runs"].append(one)
                 print(report.one_line(cfg.key, k, one, server.kind), flush=True)
+                if reference is None or cfg.key not in report.CPU_TARGETS:
+                    continue
+                ref = await run_once(
+                    cfg, reference, server, hook, hook_proc.pid, f"ref-{cfg.key}-{k}"
+                )
+                result["reference"]["configs"].setdefault(cfg.key, {"runs": []})["runs"].append(ref)
+                print(report.one_line(f"reference {cfg.key}", k, ref, server.kind), flush=True)
     finally:
         server.stop()
     result["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -6,18 +6,30 @@ rate during the flood. An SQS server (``--server``: moto, where deliveries are b
 server's own CPU, or fauxqs, where they are bound by the sidecar's), the bench webhook (own
 process) and the real ``carrier-sidecar``; waves of ``--concurrency`` GETs (half ``/metrics``,
 half ``/healthz``), each on its own connection, for ``--seconds``, after a quiet window of the
-same length: back to back, or one wave starting every ``--every`` seconds (a fixed offered load).
-Reports each process's CPU share in both windows.
+same length: back to back, or one wave starting every ``--every`` seconds (a fixed offered load),
+then a second quiet window. The rate kept is the flood's against the mean of the quiet windows
+before and after it: the SQS server's own rate drifts during a run (moto's falls ~20 % over 16 s
+with no flood at all), and a single window before the flood counted that drift as the flood's.
+``--concurrency 0`` runs the same windows with no flood: the control. Reports each process's CPU
+share, and what the flood offered (answers/s).
+
+``--flooder-priority idle`` runs the flooding process under ``SCHED_IDLE``: it gets only CPU that
+nothing else wants. In a cluster the flood comes from another pod, usually another node, and
+costs the sidecar's node nothing; on these 2 shared cores a normal-priority flooder takes up to a
+core from the SQS server and the sidecar, which measures the rig rather than the sidecar. The
+offered load is reported either way, so an idle flooder that could not keep up shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -32,6 +44,7 @@ from tests.support.servers import AWS_TEST_ENV, free_port, wait_until
 
 from . import procs, sqs_server
 from .sampler import cpu_seconds
+from .webhook import WebhookClient
 
 
 @dataclass
@@ -124,8 +137,36 @@ async def _keep_queue_full(sqs: Any, url: str, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.2)
 
 
+def _flooder_argv(
+    base: str, seconds: float, concurrency: int, every: float, priority: str, report: Path
+) -> list[str]:
+    return [
+        *(sys.executable, "-m", "bench.probe_flood", "--flood", base),
+        *("--seconds", str(seconds), "--concurrency", str(concurrency)),
+        *("--every", str(every), "--flooder-priority", priority, "--report", str(report)),
+    ]
+
+
+def _offered(report: Path, seconds: float) -> dict[str, Any]:
+    """What the flooder sent and got back, from its report (empty if it never wrote one)."""
+    if not report.exists():
+        return {}
+    seen = json.loads(report.read_text())
+    answered = sum(n for status, n in seen["statuses"].items() if status.isdigit())
+    return {
+        "flood_requests": sum(seen["statuses"].values()),
+        "flood_answered_per_s": round(answered / seconds, 1),
+        "flood_statuses": seen["statuses"],
+    }
+
+
 async def measure(
-    seconds: float, concurrency: int, every: float = 0.0, server_kind: str = "moto"
+    seconds: float,
+    concurrency: int,
+    every: float = 0.0,
+    server_kind: str = "moto",
+    flooder_priority: str = "normal",
+    webhook_delay: float = 0.0,
 ) -> dict[str, Any]:
     os.environ.update(AWS_TEST_ENV)
     server = sqs_server.start(server_kind)
@@ -136,6 +177,8 @@ async def measure(
     sidecar = None
     try:
         wait_until(lambda: _answers(webhook_port), 20, "the bench webhook")
+        if webhook_delay > 0:  # every answer late: a worker that takes its time, as real ones do
+            WebhookClient(f"http://127.0.0.1:{webhook_port}").reset(1, webhook_delay)
         async with get_session().create_client(
             "sqs", region_name="us-east-1", endpoint_url=server.endpoint
         ) as sqs:
@@ -166,12 +209,10 @@ async def measure(
             quiet = await probe_for(base, seconds)
             quiet_rate = (_posts(webhook_port) - quiet_start) / seconds
             quiet_cpu = _cpu_shares(pids, seconds, before)
+            report = Path(os.environ.get("TMPDIR", "/tmp")) / f"flood-{os.getpid()}.json"
+            report.unlink(missing_ok=True)
             flooder = procs.spawn(
-                [
-                    *(sys.executable, "-m", "bench.probe_flood", "--flood", base),
-                    *("--seconds", str(seconds), "--concurrency", str(concurrency)),
-                    *("--every", str(every)),
-                ]
+                _flooder_argv(base, seconds, concurrency, every, flooder_priority, report)
             )
             pids["flooder"] = flooder.pid
             loud_start = _posts(webhook_port)
@@ -179,7 +220,16 @@ async def measure(
             loud = await probe_for(base, seconds)
             loud_rate = (_posts(webhook_port) - loud_start) / seconds
             loud_cpu = _cpu_shares(pids, seconds, before)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                flooder.wait(timeout=30)  # its last wave, then its report
             procs.stop(flooder)
+            offered = _offered(report, seconds)
+            report.unlink(missing_ok=True)
+            # A second quiet window: the SQS server's own rate drifts (moto's falls ~20 % over
+            # the run with no flood at all), so the flood is judged against both sides of it.
+            after_start = _posts(webhook_port)
+            await probe_for(base, seconds)
+            after_rate = (_posts(webhook_port) - after_start) / seconds
             stop.set()
             await filler
     finally:
@@ -189,12 +239,17 @@ async def measure(
         server.stop()
     return {
         "sqs_server": server.kind,
+        "webhook_delay_s": webhook_delay,
         "concurrency": concurrency,
         "every": every,
         "seconds": seconds,
         "quiet_deliveries_per_s": round(quiet_rate, 1),
         "flood_deliveries_per_s": round(loud_rate, 1),
-        "rate_kept": round(loud_rate / quiet_rate, 3) if quiet_rate else None,
+        "quiet_after_deliveries_per_s": round(after_rate, 1),
+        "rate_kept": round(loud_rate / around, 3)
+        if (around := (quiet_rate + after_rate) / 2)
+        else None,
+        "rate_kept_vs_before_only": round(loud_rate / quiet_rate, 3) if quiet_rate else None,
         "quiet_healthz_p50_ms": round(quiet.p(0.5) * 1000, 2),
         "quiet_healthz_p99_ms": round(quiet.p(0.99) * 1000, 2),
         "flood_healthz_p50_ms": round(loud.p(0.5) * 1000, 2),
@@ -204,6 +259,8 @@ async def measure(
         if loud.healthz
         else None,
         "probe_answers": loud.statuses,
+        "flooder_priority": flooder_priority,
+        **offered,
         "quiet_cpu_share": quiet_cpu,  # cores used by each process, in the quiet window
         "flood_cpu_share": loud_cpu,
     }
@@ -233,16 +290,37 @@ def main(argv: list[str] | None = None) -> None:
         default="moto",
         help="moto: deliveries bound by the SQS server's CPU; fauxqs: by the sidecar's",
     )
+    ap.add_argument(
+        "--flooder-priority",
+        choices=["normal", "idle"],
+        default="normal",
+        help="idle: the flooding process runs under SCHED_IDLE, as if on another node",
+    )
+    ap.add_argument(
+        "--webhook-delay",
+        type=float,
+        default=0.0,
+        help="the webhook answers every POST after SECONDS (deliveries bound by the worker)",
+    )
     ap.add_argument("--flood", metavar="BASE_URL", help="only flood BASE_URL (the load process)")
+    ap.add_argument("--report", type=Path, help="with --flood: write the statuses seen here")
     args = ap.parse_args(argv)
     if args.flood:
-        asyncio.run(flood_for(args.flood, args.seconds, args.concurrency, args.every))
+        if args.flooder_priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        flood = asyncio.run(flood_for(args.flood, args.seconds, args.concurrency, args.every))
+        if args.report is not None:
+            args.report.write_text(json.dumps({"statuses": flood.statuses}))
         return
-    print(
-        json.dumps(
-            asyncio.run(measure(args.seconds, args.concurrency, args.every, args.server)), indent=2
-        )
+    result = measure(
+        args.seconds,
+        args.concurrency,
+        args.every,
+        args.server,
+        args.flooder_priority,
+        args.webhook_delay,
     )
+    print(json.dumps(asyncio.run(result), indent=2))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import procs, sqs_server
-from .measure import CONFIGS, Plan, run_once
+from .measure import Plan, config_for, run_once
 from .run import RESULTS, start_webhook
 
 FIGURES = (
@@ -78,7 +78,7 @@ async def pairs(args: argparse.Namespace) -> dict[str, Any]:
     out["server"] = server.kind
     try:
         hook, _port, hook_proc = start_webhook()
-        for cfg in (c for c in CONFIGS if c.key in keys):
+        for cfg in map(config_for, keys):
             runs: list[dict[str, Any]] = []
             for k in range(args.pairs):
                 pair: dict[str, Any] = {"loadavg": os.getloadavg()[0]}

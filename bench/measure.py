@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import statistics
 import sys
 import threading
@@ -51,6 +52,21 @@ CONFIGS = (
     Config("b10-r4-w10", 10, 4, 10, idle_cost=True),
     Config("b10-r1-w10-mixed", 10, 1, 10, mixed=True, message_share=0.25),
 )
+
+
+def config_for(key: str) -> Config:
+    """A named configuration above, or any ``b<batch>-r<receivers>-w<workers>`` (the sweep's
+    points, or one an A/B pair needs)."""
+    for cfg in CONFIGS:
+        if cfg.key == key:
+            return cfg
+    shape = re.fullmatch(r"b(\d+)-r(\d+)-w(\d+)", key)
+    if shape is None:
+        raise ValueError(
+            f"unknown configuration {key!r}: name one, or b<batch>-r<receivers>-w<workers>"
+        )
+    batch, receivers, workers = (int(n) for n in shape.groups())
+    return Config(key, batch, receivers, workers)
 
 
 @dataclass

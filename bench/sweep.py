@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import procs, sqs_server
-from .measure import Config, Plan, run_once
+from .measure import Config, Plan, config_for, run_once
 from .run import RESULTS, ROOT, sidecar_argv, start_webhook
 
 IMG = ROOT / "docs" / "img"
@@ -26,8 +26,8 @@ WORKERS = (1, 2, 5, 10, 20)
 
 
 def grid() -> list[tuple[str, Config]]:
-    points = [("batch", Config(f"b{b}-r1-w10", b, 1, 10)) for b in BATCHES]
-    points += [("workers", Config(f"b10-r1-w{w}", 10, 1, w)) for w in WORKERS]
+    points = [("batch", config_for(f"b{b}-r1-w10")) for b in BATCHES]
+    points += [("workers", config_for(f"b10-r1-w{w}")) for w in WORKERS]
     return points
 
 

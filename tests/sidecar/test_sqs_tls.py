@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,63 +23,55 @@ from tests.support.sidecars import env_for, sidecar_process
 from tests.support.sqs_proxy import SqsProxy
 
 
+@dataclass
+class HttpsSqs:
+    """A queue on moto, reached through a TLS proxy whose certificate a test CA signed."""
+
+    proxy: SqsProxy
+    ca_file: Path
+    queue_url: str
+    env: dict[str, str]  # the sidecar's, pointed at the proxy, without AWS_CA_BUNDLE
+
+
 @pytest.fixture
-async def https_sqs(moto: MotoServer, tmp_path: Path) -> AsyncIterator[tuple[SqsProxy, Path]]:
-    """moto behind a TLS proxy whose certificate (SAN 127.0.0.1) a test CA signed."""
+async def https_sqs(
+    moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str, tmp_path: Path
+) -> AsyncIterator[HttpsSqs]:
     ca = TestCA.create(tmp_path)
     cert_file, key_file = ca.issue("sqs", "127.0.0.1", server=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, tls=context).start()
     try:
-        yield proxy, ca.ca_file
+        url = await make_queue(sqs, queue_name)
+        env = env_for(moto, queue_name, webhook.url, CARRIER_SQS_ENDPOINT=proxy.endpoint)
+        yield HttpsSqs(proxy, ca.ca_file, url, env)
     finally:
         await proxy.stop()
 
 
 async def test_an_https_endpoint_is_verified_with_aws_ca_bundle(
-    moto: MotoServer,
-    sqs: Any,
-    webhook: WebhookRecorder,
-    queue_name: str,
-    sidecar_command: list[str],
-    https_sqs: tuple[SqsProxy, Path],
+    sqs: Any, webhook: WebhookRecorder, sidecar_command: list[str], https_sqs: HttpsSqs
 ) -> None:
-    proxy, ca_file = https_sqs
-    url = await make_queue(sqs, queue_name)
-    await sqs.send_message(QueueUrl=url, MessageBody="over tls")
-    env = env_for(
-        moto,
-        queue_name,
-        webhook.url,
-        CARRIER_SQS_ENDPOINT=proxy.endpoint,
-        AWS_CA_BUNDLE=str(ca_file),
-    )
+    await sqs.send_message(QueueUrl=https_sqs.queue_url, MessageBody="over tls")
+    env = {**https_sqs.env, "AWS_CA_BUNDLE": str(https_sqs.ca_file)}
     async with sidecar_process(sidecar_command, env) as sidecar:
         await eventually(lambda: webhook.bodies() == [b"over tls"], 30, "the delivery")
-        await eventually(lambda: drained(sqs, url), 30, "the delete")
+        await eventually(lambda: drained(sqs, https_sqs.queue_url), 30, "the delete")
         assert not sidecar.logged("error")
-    assert proxy.ledger.calls.get("ReceiveMessage", 0) >= 1, "every call went through TLS"
+    assert https_sqs.proxy.ledger.calls.get("ReceiveMessage", 0) >= 1, "calls went through TLS"
 
 
 async def test_an_https_endpoint_signed_by_an_unknown_ca_is_refused_at_start_up(
-    moto: MotoServer,
-    sqs: Any,
-    webhook: WebhookRecorder,
-    queue_name: str,
-    sidecar_command: list[str],
-    https_sqs: tuple[SqsProxy, Path],
+    sidecar_command: list[str], https_sqs: HttpsSqs
 ) -> None:
-    proxy, _ = https_sqs
-    await make_queue(sqs, queue_name)
-    env = env_for(moto, queue_name, webhook.url, CARRIER_SQS_ENDPOINT=proxy.endpoint)
-    async with sidecar_process(sidecar_command, env) as sidecar:
+    async with sidecar_process(sidecar_command, https_sqs.env) as sidecar:
         assert await sidecar.wait(60) == 2
         stderr = await sidecar.stderr()
     assert "CERTIFICATE_VERIFY_FAILED" in stderr, stderr
     assert "a private CA is trusted through AWS_CA_BUNDLE" in stderr, stderr
     assert "Traceback" not in stderr, stderr
-    assert proxy.ledger.calls == {}, "no request was answered past the failed handshake"
+    assert https_sqs.proxy.ledger.calls == {}, "no request was answered past the failed handshake"
 
 
 @pytest.mark.parametrize(

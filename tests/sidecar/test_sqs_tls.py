@@ -7,7 +7,6 @@ certificate is signed by a private CA is trusted through ``AWS_CA_BUNDLE`` and r
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,7 @@ async def https_sqs(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str, tmp_path: Path
 ) -> AsyncIterator[HttpsSqs]:
     ca = TestCA.create(tmp_path)
-    cert_file, key_file = ca.issue("sqs", "127.0.0.1", server=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
+    context = ca.serving_context("sqs", "127.0.0.1")
     proxy = await SqsProxy(moto.endpoint, message_id=lambda body: body, tls=context).start()
     try:
         url = await make_queue(sqs, queue_name)

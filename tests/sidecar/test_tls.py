@@ -18,11 +18,9 @@ from tests.support.sidecars import env_for, in_process
 
 def self_signed(directory: Path) -> ssl.SSLContext:
     """A TLS 1.2 server context whose cert no system store trusts (a private test CA's)."""
-    cert_file, key_file = TestCA.create(directory).issue("webhook", "127.0.0.1", server=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = TestCA.create(directory).serving_context("webhook", "127.0.0.1")
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.maximum_version = ssl.TLSVersion.TLSv1_2  # what many in-cluster servers still offer
-    context.load_cert_chain(cert_file, key_file)
     return context
 
 

@@ -94,11 +94,16 @@ class TestCA:
         key_path.chmod(0o600)
         return cert_path, key_path
 
-    def server_context(self) -> ssl.SSLContext:
-        """Serving TLS that asks for (but does not demand) a client cert signed by this CA."""
-        cert, key = self.issue("apiserver", "fake-kube-apiserver", server=True)
+    def serving_context(self, stem: str, common_name: str) -> ssl.SSLContext:
+        """Serving TLS with a leaf this CA signed for ``common_name`` (no client cert asked)."""
+        cert, key = self.issue(stem, common_name, server=True)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
+        return context
+
+    def server_context(self) -> ssl.SSLContext:
+        """Serving TLS that asks for (but does not demand) a client cert signed by this CA."""
+        context = self.serving_context("apiserver", "fake-kube-apiserver")
         context.load_verify_locations(cafile=self.ca_file)
         context.verify_mode = ssl.CERT_OPTIONAL
         return context

@@ -31,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ async def measure(
             quiet = await probe_for(base, seconds)
             quiet_rate = (_posts(webhook_port) - quiet_start) / seconds
             quiet_cpu = _cpu_shares(pids, seconds, before)
-            report = Path(os.environ.get("TMPDIR", "/tmp")) / f"flood-{os.getpid()}.json"
+            report = Path(tempfile.gettempdir()) / f"flood-{os.getpid()}.json"
             report.unlink(missing_ok=True)
             flooder = procs.spawn(
                 _flooder_argv(base, seconds, concurrency, every, flooder_priority, report)

@@ -2,8 +2,8 @@
 
 aiohttp builds two default TLS contexts when it is imported (``aiohttp/connector.py``,
 ``_SSL_CONTEXT_VERIFIED`` and ``_UNVERIFIED``), and each one parses the whole CA file: ~36 ms of
-CPU and ~1 MB apiece with OpenSSL 3.0, a fifth of the sidecar's start-up. The sidecar never
-uses them: the webhook connector brings its own context for https (``webhook_client``) and
+CPU and ~1 MB apiece with OpenSSL 3.0, together an eighth of the sidecar's start-up. The
+sidecar never uses them: the webhook connector brings its own context for https (``webhook_client``) and
 aiobotocore builds its own for SQS and STS. So the import runs with ``SSL_CERT_FILE`` pointed
 at nothing. Those two contexts then keep only OpenSSL's hashed CA directory, read one
 certificate at a time if a handshake ever needs it, so they would still verify, never skip.

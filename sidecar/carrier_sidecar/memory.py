@@ -2,7 +2,7 @@
 
 Start-up imports ~680 modules and builds the SQS client: hundreds of thousands of objects that
 almost all live as long as the process. The cyclic collector would walk them again and again
-while they are made (~60 ms of the ~0.45 s start-up CPU, measured in alternating start-ups), so
+while they are made (30 to 65 ms of ~0.5 s of start-up CPU in alternating start-ups), so
 :func:`hold_collector` pauses it from the first line of ``main`` and :func:`settle` starts it
 again once the client exists, before any wait of unbounded length. ``settle`` also gives back
 what start-up left behind (``python -m bench.memory``: ~0.4 MB less idle RSS). The glibc step is

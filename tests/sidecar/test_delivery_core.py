@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,9 @@ class Rig:
     async def take(self, count: int, gate: asyncio.Semaphore | None = None) -> None:
         messages = await self.queue.receive(count, 0, 30)
         give: Callable[[], None] = lambda: self.slots.append(1)  # noqa: E731
-        self.engine.accept(messages, 0.0, give, gate or asyncio.Semaphore(10))
+        # Received now on the monotonic clock: 0.0 would be "received at boot", so on a machine
+        # up for over 12 h every visibility change would be capped at 0 (SQS's 12 h limit).
+        self.engine.accept(messages, time.monotonic(), give, gate or asyncio.Semaphore(10))
 
     async def settled(self, count: int) -> None:
         await eventually(lambda: len(self.slots) == count, 5, f"{count} slots given back")

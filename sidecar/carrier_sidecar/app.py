@@ -32,7 +32,9 @@ from .heartbeat import Heartbeat
 from .liveness import Liveness
 from .memory import settle
 from .metrics import Metrics
-from .probes import ProbeServer
+from .probe_http import Handler
+from .probe_link import ProbeLink, ProbeProcessGone
+from .probes import SHUTDOWN_GRACE, ProbeServer, SharedRendering
 from .receiver import receive_loop
 from .settings import ConfigError, Settings, env_name
 from .sqs import SqsPort
@@ -58,9 +60,13 @@ async def run(
     handle_signals: bool = True,
     on_probe_port: Callable[[int], None] | None = None,
     early_signals: Sequence[int] = (),
+    probe_link: ProbeLink | None = None,
 ) -> int:
-    """Run until stopped; return the process exit code. Raises ConfigError before receiving."""
-    sidecar = Sidecar(settings, stop or asyncio.Event(), metrics or Metrics())
+    """Run until stopped; return the process exit code. Raises ConfigError before receiving.
+
+    With ``probe_link`` (the ``carrier-sidecar`` process) the probe port is served by the probe
+    process at its other end; without it, by a :class:`.ProbeServer` in this loop."""
+    sidecar = Sidecar(settings, stop or asyncio.Event(), metrics or Metrics(), probe_link)
     signals = _SignalHandlers(asyncio.get_running_loop(), sidecar.stop) if handle_signals else None
     if early_signals:  # caught by __main__ before this loop could handle signals
         sidecar.stop.set()
@@ -93,7 +99,13 @@ class Sidecar:
     call, after which the process idles until its signal).
     """
 
-    def __init__(self, settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stop: asyncio.Event,
+        metrics: Metrics,
+        probe_link: ProbeLink | None = None,
+    ) -> None:
         self.settings = settings
         self.stop = stop
         self.metrics = metrics
@@ -109,8 +121,10 @@ class Sidecar:
         self.draining = False
         self.background: list[asyncio.Task[Any]] = []
         self.receivers: list[asyncio.Task[None]] = []
+        self.link_task: asyncio.Task[None] | None = None
         self.probe: ProbeServer | None = None
-        if settings.http_bind is not None:
+        self.probe_link = probe_link
+        if settings.http_bind is not None and probe_link is None:
             self.probe = ProbeServer(settings.http_bind, metrics, self.liveness.live, self.ready)
             if self.drain.enabled:
                 self.probe.add_route(DRAIN_PATH, self.drain.handle)
@@ -128,6 +142,8 @@ class Sidecar:
         """Open SQS and the probe port, resolve the queue, wait for the webhook, start the
         loops; None if stopped before that."""
         self.background.append(asyncio.ensure_future(relay(self.stop, self.drain, self.halt)))
+        if self.probe_link is not None:  # already listening: it hears from this loop from now on
+            self._link_probe_process(self.probe_link, on_probe_port)
         await self.port.open()
         await self._open_probe_port(on_probe_port)
         if not await _until_stopped(self.port.resolve(), self.halt):
@@ -151,12 +167,20 @@ class Sidecar:
         try:
             await self.probe.start()
         except OSError as exc:
-            raise ConfigError(
-                f"{env_name('http_addr')}: cannot listen on {self.settings.http_addr}: "
-                f"{exc.strerror}"
-            ) from None
+            raise listen_error(self.settings, exc) from None
         if on_probe_port is not None:
             on_probe_port(self.probe.port)
+
+    def _link_probe_process(
+        self, link: ProbeLink, on_probe_port: Callable[[int], None] | None
+    ) -> None:
+        routes: dict[str, Handler] = {"/metrics": SharedRendering(self.metrics).serve}
+        if self.drain.enabled:
+            routes[DRAIN_PATH] = self.drain.handle
+        # Not in self.background: it runs on while a drained sidecar idles (see _quiesce).
+        self.link_task = asyncio.ensure_future(link.run(routes, self.liveness.live, self.ready))
+        if on_probe_port is not None:
+            on_probe_port(link.port)
 
     def _start_flow(self) -> Flow:
         settings, port = self.settings, self.port
@@ -198,6 +222,8 @@ class Sidecar:
         returns the exit code that cause means."""
         stopped = asyncio.ensure_future(self.halt.wait())
         watched: set[asyncio.Future[Any]] = {stopped, *self.receivers}
+        if self.link_task is not None:
+            watched.add(self.link_task)
         if self.settings.webhook_health_check_endpoint is not None:
             watch = asyncio.ensure_future(self.gate.watch())
             self.background.append(watch)
@@ -233,7 +259,9 @@ class Sidecar:
         """Whatever happened: answer drain calls, cancel every loop, close ports and clients."""
         self.drain.done.set()  # never leave a drain call waiting on the way out
         self.draining = True
-        tasks = self.receivers + self.background
+        if self.probe_link is not None:  # the drain answers go out, then the child exits
+            await self.probe_link.close(SHUTDOWN_GRACE)
+        tasks = self.receivers + self.background + ([self.link_task] if self.link_task else [])
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -264,9 +292,19 @@ def _quiesce(background: list[asyncio.Task[Any]], liveness: Liveness, receivers:
         liveness.park(loop, True)
 
 
+def listen_error(settings: Settings, exc: OSError) -> ConfigError:
+    """The probe port cannot be bound: a configuration error, named by its variable."""
+    return ConfigError(
+        f"{env_name('http_addr')}: cannot listen on {settings.http_addr}: {exc.strerror}"
+    )
+
+
 def _exit_code(finished: set[asyncio.Future[Any]]) -> int:
     for task in finished:
         exc = task.exception() if not task.cancelled() else None
+        if isinstance(exc, ProbeProcessGone):
+            log.error("probe port lost: exiting", extra={"error": str(exc), "exit_code": 1})
+            return EXIT_ERROR
         if isinstance(exc, WebhookOffline):
             log.error("webhook offline; releasing work and exiting", extra={"exit_code": 3})
             return EXIT_WEBHOOK_OFFLINE

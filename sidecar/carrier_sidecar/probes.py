@@ -9,12 +9,16 @@ The port is reachable from the pod network, so it must stay cheap under a flood.
 concurrent ``/metrics`` requests share one rendering (each still gets a rendering made after it
 arrived), so 1 000 concurrent scrapes cost a few renders, not 1 000 that starve deliveries and
 push ``/healthz`` past the kubelet's 1 s timeout; ``/healthz`` and ``/readyz`` read two flags.
+The ``carrier-sidecar`` process serves the port from a process of its own
+(:mod:`.probe_process`); :class:`ProbeServer` is the same port inside the event loop, for
+:func:`.app.run` embedded in another program.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Final
 
@@ -23,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .listen import describe, listen_sockets
 from .metrics import Metrics
+from .probe_checks import answer, evaluate
 from .probe_http import Answer, Handler, HttpServer, Request, server_error
 
 log = logging.getLogger("carrier.probes")
@@ -31,50 +36,24 @@ log = logging.getLogger("carrier.probes")
 SHUTDOWN_GRACE: Final = 1.0
 
 
-class ProbeServer:
-    """Serves the probes and metrics on ``addr`` (port 0 picks a free port, see :attr:`port`)."""
+def log_listening(host: str, sockets: list[socket.socket]) -> int:
+    """One line for the port the probes reach; returns the port (0 asked for: the one bound)."""
+    port = int(sockets[0].getsockname()[1])
+    log.info(
+        "probe server listening",
+        extra={"host": host, "port": port, "sockets": describe(sockets)},
+    )
+    return port
 
-    def __init__(
-        self,
-        addr: tuple[str, int],
-        metrics: Metrics,
-        live: Callable[[], bool],
-        ready: Callable[[], bool],
-    ) -> None:
-        self._addr = addr
+
+class SharedRendering:
+    """``GET /metrics``: requests already read when a rendering starts share it."""
+
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._live = live
-        self._ready = ready
-        self._server = HttpServer()
-        self.port = addr[1]
         self._rendering: dict[str, asyncio.Future[Answer]] = {}  # content type → shared render
-        self._server.routes.update(
-            {
-                "/healthz": lambda _request: _probe("live", self._live),
-                "/readyz": lambda _request: _probe("ready", self._ready),
-                "/metrics": self._serve_metrics,
-            }
-        )
 
-    def add_route(self, path: str, handler: Handler) -> None:
-        """Serve one more GET path on this port (the drain endpoint, :mod:`drain`)."""
-        self._server.routes[path] = handler
-
-    async def start(self) -> None:
-        host, port = self._addr
-        sockets = listen_sockets(host, port)  # ":PORT": IPv6 and IPv4 (dual-stack clusters)
-        await self._server.listen(sockets)
-        self.port = int(sockets[0].getsockname()[1])
-        log.info(
-            "probe server listening",
-            extra={"host": host, "port": self.port, "sockets": describe(sockets)},
-        )
-
-    async def stop(self) -> None:
-        """Stop listening, close idle connections, give a request in flight a grace."""
-        await self._server.stop(SHUTDOWN_GRACE)  # idempotent, and a no-op before start
-
-    def _serve_metrics(self, request: Request) -> asyncio.Future[Answer]:
+    def serve(self, request: Request) -> asyncio.Future[Answer]:
         # Content negotiation as prometheus_client's own handler does it (text or OpenMetrics).
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         shared = self._rendering.get(content_type)
@@ -94,20 +73,43 @@ class ProbeServer:
     ) -> None:
         del self._rendering[content_type]
         try:
-            answer = Answer(200, encoder(self._metrics.registry), content_type)
+            rendered = Answer(200, encoder(self._metrics.registry), content_type)
         except Exception as exc:  # logged once for all the requests sharing this rendering
-            answer = server_error(exc)
-        shared.set_result(answer)
+            rendered = server_error(exc)
+        shared.set_result(rendered)
 
 
-def _probe(name: str, check: Callable[[], bool]) -> Answer:
-    try:
-        ok = bool(check())
-        reason = "" if ok else f"{name} check returned false"
-    except Exception as exc:  # a probe must answer, whatever the check did
-        ok, reason = False, f"{name} check raised {type(exc).__name__}: {exc}"
-        log.warning("probe check failed", extra={"probe": name, "error": reason})
-    body: dict[str, object] = {name: ok}
-    if reason:
-        body["reason"] = reason
-    return Answer.json(200 if ok else 503, body)
+class ProbeServer:
+    """Serves the probes and metrics on ``addr`` (port 0 picks a free port, see :attr:`port`)."""
+
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        metrics: Metrics,
+        live: Callable[[], bool],
+        ready: Callable[[], bool],
+    ) -> None:
+        self._addr = addr
+        self._server = HttpServer()
+        self.port = addr[1]
+        self._server.routes.update(
+            {
+                "/healthz": lambda _request: answer("live", evaluate("live", live)),
+                "/readyz": lambda _request: answer("ready", evaluate("ready", ready)),
+                "/metrics": SharedRendering(metrics).serve,
+            }
+        )
+
+    def add_route(self, path: str, handler: Handler) -> None:
+        """Serve one more GET path on this port (the drain endpoint, :mod:`drain`)."""
+        self._server.routes[path] = handler
+
+    async def start(self) -> None:
+        host, port = self._addr
+        sockets = listen_sockets(host, port)  # ":PORT": IPv6 and IPv4 (dual-stack clusters)
+        await self._server.listen(sockets)
+        self.port = log_listening(host, sockets)
+
+    async def stop(self) -> None:
+        """Stop listening, close idle connections, give a request in flight a grace."""
+        await self._server.stop(SHUTDOWN_GRACE)  # idempotent, and a no-op before start

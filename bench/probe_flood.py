@@ -13,6 +13,10 @@ with no flood at all), and a single window before the flood counted that drift a
 ``--concurrency 0`` runs the same windows with no flood: the control. Reports each process's CPU
 share, and what the flood offered (answers/s).
 
+``--probe-alone`` floods the sidecar's probe server in a process of its own
+(:mod:`bench.probe_alone`) instead of the sidecar's port: the best a separate probe process could
+do, since the flood then never reaches the delivering loop.
+
 ``--flooder-priority idle`` runs the flooding process under ``SCHED_IDLE``: it gets only CPU that
 nothing else wants. In a cluster the flood comes from another pod, usually another node, and
 costs the sidecar's node nothing; on these 2 shared cores a normal-priority flooder takes up to a
@@ -116,6 +120,11 @@ def _cpu_shares(pids: dict[str, int], seconds: float, before: dict[str, float]) 
     }
 
 
+def _children(pid: int) -> list[int]:
+    listed = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in listed.read_text().split()] if listed.exists() else []
+
+
 def _posts(webhook_port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{webhook_port}/__stats", timeout=5) as r:
         return int(json.load(r)["posts"])
@@ -168,14 +177,18 @@ async def measure(
     server_kind: str = "moto",
     flooder_priority: str = "normal",
     webhook_delay: float = 0.0,
+    probe_alone: bool = False,
+    sidecar_cmd: str | None = None,
 ) -> dict[str, Any]:
     os.environ.update(AWS_TEST_ENV)
     server = sqs_server.start(server_kind)
     webhook_port, probe_port = free_port(), free_port()
     webhook = procs.spawn([sys.executable, "-m", "bench.webhook", str(webhook_port)])
-    sidecar_cmd = shutil.which("carrier-sidecar", path=str(Path(sys.executable).parent))
+    sidecar_cmd = sidecar_cmd or shutil.which(
+        "carrier-sidecar", path=str(Path(sys.executable).parent)
+    )
     assert sidecar_cmd, "carrier-sidecar is not installed in this venv"
-    sidecar = None
+    sidecar = alone = None
     try:
         wait_until(lambda: _answers(webhook_port), 20, "the bench webhook")
         if webhook_delay > 0:  # every answer late: a worker that takes its time, as real ones do
@@ -199,11 +212,20 @@ async def measure(
             }
             sidecar = procs.spawn([sidecar_cmd], env=env)
             base = f"http://127.0.0.1:{probe_port}"
+            if probe_alone:  # the flood and the probe go to a probe server of its own
+                alone_port = free_port()
+                alone = procs.spawn([sys.executable, "-m", "bench.probe_alone", str(alone_port)])
+                base = f"http://127.0.0.1:{alone_port}"
+                await asyncio.to_thread(
+                    wait_until, lambda: _answers(alone_port, "/healthz"), 20, "the probe server"
+                )
             await asyncio.to_thread(wait_until, lambda: _posts(webhook_port) > 0, 60, "deliveries")
             pids = {
                 "sidecar": sidecar.pid,
                 "sqs server": server.pid or 0,
                 "webhook": webhook.pid,
+                **({"probe server": alone.pid} if alone is not None else {}),
+                **({"probe process": child[0]} if (child := _children(sidecar.pid)) else {}),
             }
             quiet_start = _posts(webhook_port)
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -234,8 +256,9 @@ async def measure(
             stop.set()
             await filler
     finally:
-        if sidecar is not None:
-            procs.stop(sidecar)
+        for proc in (alone, sidecar):
+            if proc is not None:
+                procs.stop(proc)
         procs.stop(webhook)
         server.stop()
     return {
@@ -261,15 +284,18 @@ async def measure(
         else None,
         "probe_answers": loud.statuses,
         "flooder_priority": flooder_priority,
+        "probe_alone": probe_alone,
+        "sidecar_cmd": sidecar_cmd,
         **offered,
         "quiet_cpu_share": quiet_cpu,  # cores used by each process, in the quiet window
         "flood_cpu_share": loud_cpu,
     }
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, path: str = "/__stats") -> bool:
     try:
-        _posts(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            r.read()
         return True
     except OSError:
         return False
@@ -303,6 +329,16 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="the webhook answers every POST after SECONDS (deliveries bound by the worker)",
     )
+    ap.add_argument(
+        "--probe-alone",
+        action="store_true",
+        help="flood the sidecar's probe server in a process of its own (bench.probe_alone), "
+        "not the sidecar's port: what a separate probe process would give at best",
+    )
+    ap.add_argument(
+        "--sidecar-cmd",
+        help="the sidecar binary to flood (default: this venv's carrier-sidecar), e.g. an image venv's",
+    )
     ap.add_argument("--flood", metavar="BASE_URL", help="only flood BASE_URL (the load process)")
     ap.add_argument("--report", type=Path, help="with --flood: write the statuses seen here")
     args = ap.parse_args(argv)
@@ -320,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         args.server,
         args.flooder_priority,
         args.webhook_delay,
+        args.probe_alone,
+        args.sidecar_cmd,
     )
     print(json.dumps(asyncio.run(result), indent=2))
 

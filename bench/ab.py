@@ -28,6 +28,7 @@ FIGURES = (
     ("cpu_ms_per_1000", "steady CPU ms/1000"),
     ("ready_cpu_s", "start-up CPU s"),
     ("msg_per_s", "msg/s"),
+    ("idle_pss_mb", "idle tree PSS MB"),
     ("idle_rss_mb", "idle RSS MB"),
     ("requests_per_msg", "req/msg"),
 )

@@ -19,7 +19,7 @@ from typing import Any
 from tests.support.servers import AWS_TEST_ENV, free_port
 
 from . import load, procs
-from .sampler import Sampler, status_kb, tree_rss_kb
+from .sampler import Sampler, status_kb, tree_pss_kb
 from .sqs_server import SqsServer
 from .webhook import WebhookClient
 
@@ -224,7 +224,8 @@ async def run_once(
                 out["requests_per_msg"] = calls / n
                 out["requests_per_msg_by_action"] = {k: v / n for k, v in client_counts.items()}
             await asyncio.sleep(plan.idle_settle)
-            out["idle_rss_mb"] = tree_rss_kb(proc.pid) / 1024
+            out["idle_pss_mb"] = tree_pss_kb(proc.pid) / 1024  # what the pod holds
+            out["idle_rss_mb"] = status_kb(proc.pid, "VmRSS") / 1024  # what ps shows for it
             for key in ("RssAnon", "RssFile"):
                 with contextlib.suppress(OSError):
                     out[f"idle_{key.lower()}_mb"] = status_kb(proc.pid, key) / 1024

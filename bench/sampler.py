@@ -1,8 +1,11 @@
 """CPU and memory of a process tree, read from /proc in a background thread.
 
 CPU = utime + stime + cutime + cstime of the process (reaped children included) plus the same
-of its live descendants. RSS = the sum of VmRSS over the tree; the peak is the larger of the
-sampled maximum and the leader's VmHWM (the kernel's own high-water mark).
+of its live descendants. Memory = the sum of PSS over the tree: ``carrier-sidecar`` forks its
+probe port's process, whose pages are mostly the parent's, and a sum of RSS would count them
+twice; PSS shares each page among the processes mapping it, so the sum is what the tree holds.
+The peak is the larger of the sampled maximum and the leader's VmHWM (the kernel's own
+high-water mark of its RSS).
 """
 
 from __future__ import annotations
@@ -70,11 +73,19 @@ def tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def tree_rss_kb(pid: int) -> int:
-    total = status_kb(pid, "VmRSS")
+def pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_pss_kb(pid: int) -> int:
+    """PSS of the process and its live descendants: pages shared by a fork counted once."""
+    total = pss_kb(pid)
     for child in _descendants(pid):
         try:
-            total += status_kb(child, "VmRSS")
+            total += pss_kb(child)
         except OSError:
             continue
     return total
@@ -82,7 +93,7 @@ def tree_rss_kb(pid: int) -> int:
 
 @dataclass
 class Sampler:
-    """Samples (monotonic time, tree CPU seconds, tree RSS kB) every ``every`` seconds."""
+    """Samples (monotonic time, tree CPU seconds, tree PSS kB) every ``every`` seconds."""
 
     pid: int
     every: float = 0.02
@@ -106,7 +117,7 @@ class Sampler:
 
     def sample(self) -> None:
         try:
-            (user, system), rss = tree_cpu(self.pid), tree_rss_kb(self.pid)
+            (user, system), rss = tree_cpu(self.pid), tree_pss_kb(self.pid)
         except OSError:
             return
         self.times.append(time.monotonic())

@@ -18,6 +18,7 @@ from . import __version__
 from .memory import hold_collector
 from .probe_process import ProbeProcess
 from .probe_process import fork as fork_probe_process
+from .stop_signals import STOP_SIGNALS
 
 if TYPE_CHECKING:
     from .probe_link import ProbeLink
@@ -45,7 +46,7 @@ def _remember(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     hold_collector()  # until memory.settle, once start-up has built what it keeps
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, _remember)
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in {"-V", "--version"}:

@@ -38,6 +38,7 @@ from .probes import SHUTDOWN_GRACE, ProbeServer, SharedRendering
 from .receiver import receive_loop
 from .settings import ConfigError, Settings, env_name
 from .sqs import SqsPort
+from .stop_signals import STOP_SIGNALS
 from .webhook_client import WebhookClient, open_session
 from .webhook_health import WebhookHealthGate, WebhookOffline
 
@@ -49,7 +50,6 @@ EXIT_CONFIG = 2
 EXIT_WEBHOOK_OFFLINE = 3
 LIVENESS_MARGIN = 30.0
 RECEIVE_LANDING = 1.0  # a busy queue answers within a round trip; an empty one is not waited for
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 async def run(

@@ -1,21 +1,21 @@
 """The probe port in a process of its own, so that a flood on it never reaches the delivering loop.
 
 Anything on the pod network can open 1 000 connections to the probe port at once. Served in the
-delivering event loop, each wave's accepts, reads and writes queue among the deliveries'
-callbacks: a sidecar busy delivering (an instant worker, ~3 000 messages/s) kept 73-86 % of its
-rate under one wave a second and the kubelet's ``/healthz`` waited 0.3-1 s behind the wave; the
-same server alone in a process kept 87 % and answered in 64 ms (docs/benchmarks.md, "Probe
-flood").
+delivering event loop, each wave's accepts, reads and writes queued among the deliveries'
+callbacks: with a sidecar busy delivering (an instant worker, ~2 500 messages/s) the kubelet's
+``/healthz`` waited 0.2-1 s behind each wave of 1 000 (p99; two probes timed out); served from
+this process, 52-77 ms (docs/benchmarks.md, "Probe flood"). The price is ~10 MB of pod memory.
 
-:func:`fork` runs at the top of ``main``, before the heavy imports and before any thread or event
-loop exists, so the child is a bare interpreter (it then imports asyncio and httptools only) and
-forking is safe. The child waits for :meth:`ProbeProcess.hand_over`: the bound listening sockets
-(passed as file descriptors) and what it needs to know. It answers ``/healthz`` and ``/readyz``
-from the state the sidecar sends every :data:`.probe_channel.STATE_EVERY` seconds (a sidecar
-whose loop has sent nothing for :data:`.probe_child.STALE_AFTER` is not live), and forwards ``/metrics`` and
-``/drain`` to the sidecar (:mod:`.probe_link`; the child's side is :mod:`.probe_child`); concurrent ``/metrics`` requests share one
-forwarded request. It ignores the stop signals (the sidecar still drains behind a live port) and
-exits when the sidecar's end of the channel closes, however the sidecar ended.
+:func:`fork` runs at the top of ``main``, before the heavy imports (pydantic, botocore, aiohttp)
+and before any thread or event loop exists, so forking is safe and the child holds little; the
+modules it serves with (asyncio, httptools, uvloop) are imported just before, so their pages stay
+shared. The child waits for :meth:`ProbeProcess.hand_over`: the bound listening sockets (passed
+as file descriptors) and what it needs to know. It answers ``/healthz`` and ``/readyz`` from the
+state the sidecar sends every :data:`.probe_channel.STATE_EVERY` seconds (a sidecar whose loop
+has sent nothing for :data:`.probe_child.STALE_AFTER` is not live) and forwards ``/metrics`` and
+``/drain`` to the sidecar (:mod:`.probe_link`; the child's side is :mod:`.probe_child`). It
+ignores the stop signals (the sidecar still drains behind a live port) and exits when the
+sidecar's end of the channel closes, however the sidecar ended.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import socket
 import time
 from typing import Final, NoReturn
 
+from .stop_signals import STOP_SIGNALS
+
 REAP_BOUND: Final = 2.0  # the sidecar waits this long for the child to exit, then kills it
-_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 class ProbeProcess:
@@ -59,12 +60,13 @@ class ProbeProcess:
         self._reaped = True
         deadline = time.monotonic() + REAP_BOUND
         while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(self.pid, os.WNOHANG)[0] != 0:
-                    return
-                time.sleep(0.01)  # a few milliseconds: the child's shutdown, not a wait on work
-                continue
-            return  # already reaped (or never ours)
+            try:
+                exited, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return  # already reaped
+            if exited:
+                return
+            time.sleep(0.01)  # a few milliseconds: the child's own shutdown
         with contextlib.suppress(OSError):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -72,9 +74,10 @@ class ProbeProcess:
 
 def fork() -> ProbeProcess:
     """Fork the probe process (call before any thread or event loop exists)."""
-    import uvloop  # noqa: F401
-
-    from . import logs, probe_child  # noqa: F401  imported before the fork: its pages stay shared
+    # What the child serves with, imported before the fork: its pages stay shared.
+    with contextlib.suppress(ImportError):  # uvloop is in the sidecar extra
+        import uvloop  # noqa: F401
+    from . import logs, probe_child  # noqa: F401
 
     ours, theirs = socket.socketpair()
     pid = os.fork()
@@ -88,7 +91,7 @@ def fork() -> ProbeProcess:
 def _child(channel: socket.socket) -> NoReturn:  # pragma: no cover - runs in the forked child
     code = 1
     try:
-        for sig in _SIGNALS:  # the sidecar's signals; this process follows the channel
+        for sig in STOP_SIGNALS:  # the sidecar's signals; this process follows the channel
             signal.signal(sig, signal.SIG_IGN)
         gc.freeze()  # what was inherited stays shared: the collector never writes to its pages
         gc.enable()  # main holds its collector until start-up settles; this process has no such

@@ -146,6 +146,46 @@ def labelled_pod(binding_name: str = BINDING) -> dict[str, Any]:
     }
 
 
+FLOODER = "probe-flooder"
+
+
+def flooder(
+    target_ip: str, port: int, seconds: int, concurrency: int = 1000
+) -> list[dict[str, Any]]:
+    """A pod on the pod network that floods a sidecar's probe port (tests/e2e/flooder.py): what
+    anything in the cluster can do, since the port listens on the pod IP."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": FLOODER, "namespace": APP_NS},
+            "data": {"flooder.py": Path(__file__).with_name("flooder.py").read_text()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": FLOODER, "namespace": APP_NS, "labels": {"app": FLOODER}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "flooder",
+                        "image": f"carrier-sidecar:{TAG}",
+                        "imagePullPolicy": "Never",
+                        "command": [
+                            *("python", "/app/flooder.py", f"http://{target_ip}:{port}"),
+                            *(str(seconds), str(concurrency)),
+                        ],
+                        "volumeMounts": [{"name": "app", "mountPath": "/app"}],
+                        "securityContext": {**RESTRICTED, "readOnlyRootFilesystem": True},
+                    }
+                ],
+                "volumes": [{"name": "app", "configMap": {"name": FLOODER}}],
+            },
+        },
+    ]
+
+
 # --- autoscaling (test_kind_keda.py) ------------------------------------------------------------
 SCALED = "scaled"
 SCALED_QUEUE = "e2e-scaled"

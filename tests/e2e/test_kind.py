@@ -1,13 +1,14 @@
 """End to end on kind: the chart, the injector, the sidecar and the operator against in-cluster SQS.
 
 One story, in order: messages sent to a queue reach a labelled worker through the injected
-sidecar and the queue drains; a binding change rolls the worker out with the new settings; a
+sidecar and the queue drains; a probe flood from another pod restarts nothing; a binding change rolls the worker out with the new settings; a
 pod deleted with messages in flight loses none of them, and (the worker's preStop draining the
 sidecar first) receives none of them twice.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from tests.support.pss import violations
 
 from .kube import Kube, poll
-from .manifests import APP_NS, BINDING, QUEUE, RECORDS, TAG, binding, worker
+from .manifests import APP_NS, BINDING, FLOODER, QUEUE, RECORDS, TAG, binding, flooder, worker
 from .records import read_records, send_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -47,6 +48,32 @@ def test_injected_pod_runs_the_sidecar_under_restricted_pss(kube: Kube, deployed
 def test_messages_arrive_and_the_queue_drains(cluster_sqs: Any, deployed: str) -> None:
     ids = send_ids(cluster_sqs, QUEUE, 30)
     _expect_delivered(cluster_sqs, ids, timeout=180)
+
+
+def test_a_probe_flood_from_another_pod_restarts_nothing(
+    kube: Kube, cluster_sqs: Any, deployed: str
+) -> None:
+    """The probe port listens on the pod IP: a pod elsewhere floods it (1 000 GETs a second),
+    as the kubelet's own probes go on. The sidecar's probe process takes the flood, so the
+    kubelet restarts nothing and the messages sent meanwhile arrive."""
+    pod = _worker_pods(kube)[0]
+    restarts = _sidecar_restarts(pod)
+    kube.apply(*flooder(pod["status"]["podIP"], 9102, seconds=40))
+    try:
+        ids = send_ids(cluster_sqs, QUEUE, 20, sleep=1)
+        _expect_delivered(cluster_sqs, ids, timeout=180)
+        poll(
+            lambda: kube.get("-n", APP_NS, "pod", FLOODER)["status"].get("phase") == "Succeeded",
+            timeout=120,
+            what="the flood to end",
+        )
+        seen = json.loads(kube("-n", APP_NS, "logs", FLOODER).strip().splitlines()[-1])
+        assert seen.get("200", 0) >= 10_000, f"the flood reached the port: {seen}"
+        now = kube.get("-n", APP_NS, "pod", pod["metadata"]["name"])
+        assert _sidecar_restarts(now) == restarts, "the kubelet restarted the sidecar"
+        assert now["status"].get("phase") == "Running"
+    finally:
+        kube("-n", APP_NS, "delete", "pod,configmap", FLOODER, "--ignore-not-found", "--wait=false")
 
 
 def test_binding_change_rolls_the_worker_out(
@@ -142,6 +169,12 @@ def _sidecar_env(pod: dict[str, Any]) -> dict[str, str]:
         if container["name"] == "carrier":
             return {e["name"]: e.get("value", "") for e in container.get("env", [])}
     return {}
+
+
+def _sidecar_restarts(pod: dict[str, Any]) -> int:
+    status = pod["status"]
+    statuses = status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
+    return sum(int(s.get("restartCount", 0)) for s in statuses if s["name"] == "carrier")
 
 
 def _attributes(cluster_sqs: Any, url: str) -> dict[str, str]:

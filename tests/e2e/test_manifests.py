@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -26,6 +27,7 @@ from .manifests import (
     SCALED,
     SCALED_WORKER,
     binding,
+    flooder,
     keda_auth,
     labelled_pod,
     moto,
@@ -46,6 +48,7 @@ def _all() -> list[dict[str, Any]]:
         *moto(),
         *worker(ENDPOINT, name=SCALED_WORKER, binding_name=SCALED, replicas=0),
         *[m for m in keda_auth() if m["kind"] == "Secret"],
+        *flooder("10.244.0.12", 9102, 30),
     ]
 
 
@@ -115,3 +118,35 @@ async def test_worker_records_each_message_and_stops_on_sigterm(
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), timeout=20)
     assert code == 0
+
+
+async def test_flooder_sends_its_waves_and_reports_what_it_saw() -> None:
+    """The kind suite's flooder against a local server: a wave a second, every answer counted."""
+    hits: list[str] = []
+
+    async def answer(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        hits.append(request.path)
+        return aiohttp.web.Response(text="ok")
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/healthz", answer)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        script = Path(__file__).with_name("flooder.py")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), f"http://127.0.0.1:{port}", "1.5", "40",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await runner.cleanup()
+    assert process.returncode == 0
+    seen = json.loads(out)
+    assert set(seen) == {"200", "404"}, "/healthz answered, /metrics not served here"
+    assert seen["200"] == seen["404"], "half of each wave on each path"
+    assert seen["200"] % 20 == 0, "whole waves of 40"
+    assert seen["200"] >= 20
+    assert hits.count("/healthz") == seen["200"]

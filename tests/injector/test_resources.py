@@ -38,8 +38,8 @@ def test_memory_quantities(text: str, size: int | None) -> None:
 
 def test_the_formula() -> None:
     # base + factor x receivers x (workers + batch) x 1 MiB
-    assert memory_bound_for(1, 1, 1) == 72 * MIB + 8 * MIB
-    assert memory_bound_for(3, 10, 10) == 72 * MIB + 4 * 60 * MIB
+    assert memory_bound_for(1, 1, 1) == 84 * MIB + 8 * MIB
+    assert memory_bound_for(3, 10, 10) == 84 * MIB + 4 * 60 * MIB
     settings = Settings.from_fields(
         {"sqs_queue_name": "q", "sqs_receivers": 2, "sqs_receiver_workers": 5, "sqs_batch_size": 3}
     )
@@ -48,16 +48,16 @@ def test_the_formula() -> None:
 
 def test_a_small_binding_keeps_the_configured_defaults_where_they_suffice() -> None:
     resources, warnings = injected({})
-    assert resources["limits"]["memory"] == CONFIG.sidecar_memory_limit  # 128Mi >= 80Mi
-    assert resources["requests"]["memory"] == "80Mi"  # raised from 64Mi to the bound
+    assert resources["limits"]["memory"] == CONFIG.sidecar_memory_limit  # 128Mi >= 92Mi
+    assert resources["requests"]["memory"] == "92Mi"  # raised from 64Mi to the bound
     assert resources["requests"]["cpu"] == CONFIG.sidecar_cpu_request
     assert not [w for w in warnings if "memory" in w]
 
 
 def test_a_busy_binding_gets_the_memory_its_concurrency_needs() -> None:
     resources, _ = injected({"receivers": 3, "workersPerReceiver": 10, "batchSize": 10})
-    assert resources["limits"]["memory"] == "312Mi"  # 72 + 4 x 3 x (10 + 10)
-    assert resources["requests"]["memory"] == "312Mi"
+    assert resources["limits"]["memory"] == "324Mi"  # 84 + 4 x 3 x (10 + 10)
+    assert resources["requests"]["memory"] == "324Mi"
     assert quantity_bytes(resources["limits"]["memory"]) == memory_bound_for(3, 10, 10)
 
 
@@ -70,7 +70,7 @@ def test_explicit_resources_win_with_a_warning_when_below_the_bound() -> None:
     assert len(memory) == 1
     assert "128Mi is below" in memory[0]
     assert "3 receiver(s) x (10 workers + batch 10)" in memory[0]
-    assert "312Mi" in memory[0]
+    assert "324Mi" in memory[0]
     _, warnings = injected(delivery, resources={"limits": {"memory": "1Gi"}})
     assert not [w for w in warnings if "limits.memory" in w]
     _, warnings = injected(delivery, resources={"requests": {"cpu": "50m"}})  # no limit: none

@@ -16,6 +16,7 @@ from .probe_checks import Outcome, answer
 from .probe_http import Answer, HttpServer, Request
 
 STALE_AFTER: Final = 10.0  # seconds without a state frame: the delivering loop is stuck
+MAX_ACCEPTS: Final = 4  # /metrics formats forwarded at once: each is a rendering by the sidecar
 STOP_GRACE: Final = 1.0  # this process's own shutdown: answers being written get this long
 _SETUP_BYTES: Final = 4096
 
@@ -67,7 +68,7 @@ class ReportedState:
 
 class Forwarder:
     """Requests the sidecar answers. Concurrent ``/metrics`` with the same ``Accept`` share one
-    forwarded request; one arriving while that one is out waits for the next, which is sent when
+    forwarded request (at most :data:`MAX_ACCEPTS` different ones at once; a scraper sends one); one arriving while that one is out waits for the next, which is sent when
     it lands, so each gets a rendering started after it arrived (as :class:`.SharedRendering`)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
@@ -79,10 +80,9 @@ class Forwarder:
         self._closed = False
 
     def one(self, request: Request) -> asyncio.Future[Answer]:
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         if self._closed:
-            future.set_result(_GONE)
-            return future
+            return _answered(_GONE)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._ids += 1
         self._waiting[self._ids] = future
         self._writer.write(request_frame(self._ids, request))
@@ -93,6 +93,8 @@ class Forwarder:
         if key in self._next:
             return self._next[key][0]
         if key not in self._out:
+            if len(self._out) >= MAX_ACCEPTS:  # a flood of distinct Accept headers
+                return _answered(_TOO_MANY_ACCEPTS)
             return self._send_shared(key, request)
         later: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._next[key] = (later, request)
@@ -135,7 +137,16 @@ def _pass_on(done: asyncio.Future[Answer], later: asyncio.Future[Answer]) -> Non
         later.set_result(done.result())
 
 
+def _answered(answer_now: Answer) -> asyncio.Future[Answer]:
+    future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+    future.set_result(answer_now)
+    return future
+
+
 _GONE: Final = Answer.json(503, {"reason": "the sidecar is stopping"})
+_TOO_MANY_ACCEPTS: Final = Answer.json(
+    503, {"reason": f"more than {MAX_ACCEPTS} different Accept headers at once; retry"}
+)
 
 
 async def _run(

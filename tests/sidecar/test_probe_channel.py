@@ -23,7 +23,7 @@ from carrier_sidecar.probe_channel import (
     request_of,
     state_frame,
 )
-from carrier_sidecar.probe_child import STALE_AFTER, Forwarder, ReportedState
+from carrier_sidecar.probe_child import MAX_ACCEPTS, STALE_AFTER, Forwarder, ReportedState
 from carrier_sidecar.probe_http import Answer, Request
 
 
@@ -115,6 +115,21 @@ async def test_concurrent_scrapes_share_one_forwarded_request(ends: Ends) -> Non
     forward.answered({"id": 3, "status": 200, "content_type": "text/plain", "headers": []}, b"3")
     assert (await later[0]).body == b"3"
     assert not other_format.done()
+
+
+async def test_a_flood_of_distinct_accept_headers_is_not_a_flood_of_renders(ends: Ends) -> None:
+    forward = Forwarder(ends.writer)
+    answers = [forward.shared(metrics_request(f"x/junk-{i}")) for i in range(100)]
+    sent = await ends.requests(MAX_ACCEPTS)
+    assert [r.headers["accept"] for r in sent] == [f"x/junk-{i}" for i in range(MAX_ACCEPTS)]
+    with pytest.raises(TimeoutError):  # the other 96 never reached the sidecar
+        await asyncio.wait_for(read_frame(ends.sidecar), 0.2)
+    refused = answers[MAX_ACCEPTS:]
+    assert all(a.done() and a.result().status == 503 for a in refused)
+    assert "Accept headers" in json.loads(refused[0].result().body)["reason"]
+    assert not any(a.done() for a in answers[:MAX_ACCEPTS])
+    again = forward.shared(metrics_request("x/junk-0"))  # a format already out still queues
+    assert not again.done()
 
 
 async def test_when_the_sidecar_goes_what_waits_is_answered_503(ends: Ends) -> None:

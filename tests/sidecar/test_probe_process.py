@@ -8,9 +8,11 @@ and no way the sidecar ends leaves the child behind holding the port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +71,24 @@ async def started(sidecar: SidecarProcess, port: int) -> int:
     return child
 
 
+@contextlib.asynccontextmanager
+async def probed_sidecar(
+    moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str, command: list[str]
+) -> AsyncIterator[tuple[SidecarProcess, int, int]]:
+    """The real sidecar on an empty queue with its probe port on: (process, port, child pid)."""
+    await make_queue(sqs, queue_name)
+    port = free_port()
+    env = env_for(moto, queue_name, webhook.url, CARRIER_HTTP_ADDR=f"127.0.0.1:{port}")
+    async with sidecar_process(command, env) as sidecar:
+        yield sidecar, port, await started(sidecar, port)
+
+
 async def test_the_port_is_served_by_a_child_that_leaves_with_the_sidecar(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str,
     sidecar_command: list[str],
 ) -> None:  # fmt: skip
-    await make_queue(sqs, queue_name)
-    port = free_port()
-    env = env_for(moto, queue_name, webhook.url, CARRIER_HTTP_ADDR=f"127.0.0.1:{port}")
-    async with sidecar_process(sidecar_command, env) as sidecar:
-        child = await started(sidecar, port)
+    async with probed_sidecar(moto, sqs, webhook, queue_name, sidecar_command) as probed:
+        sidecar, port, child = probed
         code, body = await get(port, "/healthz")
         assert (code, json.loads(body)) == (200, {"live": True})
         code, metrics = await get(port, "/metrics")
@@ -100,11 +111,8 @@ async def test_a_killed_sidecar_takes_its_child_and_port_with_it(
     moto: MotoServer, sqs: Any, webhook: WebhookRecorder, queue_name: str,
     sidecar_command: list[str],
 ) -> None:  # fmt: skip
-    await make_queue(sqs, queue_name)
-    port = free_port()
-    env = env_for(moto, queue_name, webhook.url, CARRIER_HTTP_ADDR=f"127.0.0.1:{port}")
-    async with sidecar_process(sidecar_command, env) as sidecar:
-        child = await started(sidecar, port)
+    async with probed_sidecar(moto, sqs, webhook, queue_name, sidecar_command) as probed:
+        sidecar, port, child = probed
         sidecar.proc.kill()  # no clean-up of its own: the channel closing is all the child sees
         await sidecar.proc.wait()
         await eventually(lambda: not alive(child), 5, "the child to exit")
@@ -117,11 +125,8 @@ async def test_a_stopped_event_loop_turns_healthz_false(
 ) -> None:  # fmt: skip
     """In-loop, a stuck loop could not answer at all (the kubelet's timeout); now the child
     answers, so it must say so: 503 once the loop has been silent for STALE_AFTER."""
-    await make_queue(sqs, queue_name)
-    port = free_port()
-    env = env_for(moto, queue_name, webhook.url, CARRIER_HTTP_ADDR=f"127.0.0.1:{port}")
-    async with sidecar_process(sidecar_command, env) as sidecar:
-        await started(sidecar, port)
+    async with probed_sidecar(moto, sqs, webhook, queue_name, sidecar_command) as probed:
+        sidecar, port, _ = probed
         sidecar.proc.send_signal(signal.SIGSTOP)
         try:
             assert await status(port, "/healthz") == 200  # just stopped: not stale yet

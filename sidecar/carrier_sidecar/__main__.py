@@ -100,20 +100,14 @@ def _main(args: list[str], probe: ProbeProcess) -> int:
 
 
 def _run_loop(settings: Settings, probe: ProbeProcess) -> int:
+    from .event_loop import run_event_loop
     from .lazy_ca import ca_file_hidden
 
     with ca_file_hidden():  # aiohttp's import-time TLS contexts, which the sidecar never uses
         from .app import run
 
     link = _hand_over_probe_port(settings, probe)
-    coro = run(settings, early_signals=_early_signals, probe_link=link)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the sidecar extra
-        import asyncio
-
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+    return run_event_loop(run(settings, early_signals=_early_signals, probe_link=link))
 
 
 def _hand_over_probe_port(settings: Settings, probe: ProbeProcess) -> ProbeLink | None:

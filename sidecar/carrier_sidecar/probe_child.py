@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from .event_loop import run_event_loop
 from .fd_limit import raise_open_files_limit
 from .probe_channel import Frame, answer_of, read_frame, request_frame
 from .probe_checks import Outcome, answer
@@ -31,12 +32,7 @@ def serve(channel: socket.socket) -> int:  # pragma: no cover - runs in the fork
     configure(setup["log_level"], setup["colour"])
     raise_open_files_limit()  # as the sidecar does: the connection cap follows the fd limit
     sockets = [socket.socket(fileno=fd) for fd in fds]
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(_run(channel, sockets, drain=bool(setup["drain"])))
-    else:
-        uvloop.run(_run(channel, sockets, drain=bool(setup["drain"])))
+    run_event_loop(_run(channel, sockets, drain=bool(setup["drain"])))
     return 0
 
 
@@ -68,8 +64,9 @@ class ReportedState:
 
 class Forwarder:
     """Requests the sidecar answers. Concurrent ``/metrics`` with the same ``Accept`` share one
-    forwarded request (at most :data:`MAX_ACCEPTS` different ones at once; a scraper sends one); one arriving while that one is out waits for the next, which is sent when
-    it lands, so each gets a rendering started after it arrived (as :class:`.SharedRendering`)."""
+    forwarded request (at most :data:`MAX_ACCEPTS` different ones at once; a scraper sends one).
+    One arriving while that one is out waits for the next, sent when it lands, so each gets a
+    rendering started after it arrived (as :class:`.SharedRendering`)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,8 +16,6 @@ from .probe_channel import STATE_EVERY, answer_frame, read_frame, request_of, st
 from .probe_checks import evaluate
 from .probe_http import NOT_FOUND, Answer, Handler, server_error
 from .probe_process import ProbeProcess
-
-log = logging.getLogger("carrier.probes")
 
 
 class ProbeProcessGone(Exception):

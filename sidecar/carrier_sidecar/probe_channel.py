@@ -13,6 +13,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .probe_checks import Outcome
 from .probe_http import Answer, Request
 
 STATE_EVERY: Final = 0.25  # seconds between state frames: /readyz follows within this
@@ -40,8 +41,8 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     return json.loads(head), body
 
 
-def state_frame(live: tuple[bool, str], ready: tuple[bool, str]) -> bytes:
-    return encode({"k": "s", "live": live, "ready": ready})
+def state_frame(live: Outcome, ready: Outcome) -> bytes:
+    return encode({"k": "s", "live": live[:2], "ready": ready[:2]})  # (ok, reason)
 
 
 def request_frame(ident: int, request: Request) -> bytes:

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 from .probe_http import Answer
 
 log = logging.getLogger("carrier.probes")
 
-Outcome = tuple[bool, str]  # (passed, why not)
+
+class Outcome(NamedTuple):
+    ok: bool
+    reason: str = ""  # why not
+    raised: bool = False  # the check itself failed (a bug in it): worth a warning
 
 
 def evaluate(name: str, check: Callable[[], bool]) -> Outcome:
     try:
         ok = bool(check())
     except Exception as exc:  # a probe must answer, whatever the check did
-        reason = f"{name} check raised {type(exc).__name__}: {exc}"
-        log.warning("probe check failed", extra={"probe": name, "error": reason})
-        return False, reason
-    return ok, "" if ok else f"{name} check returned false"
+        return Outcome(False, f"{name} check raised {type(exc).__name__}: {exc}", raised=True)
+    return Outcome(ok, "" if ok else f"{name} check returned false")
+
+
+def warn(name: str, outcome: Outcome) -> None:
+    if outcome.raised:
+        log.warning("probe check failed", extra={"probe": name, "error": outcome.reason})
 
 
 def answer(name: str, outcome: Outcome) -> Answer:
-    ok, reason = outcome
-    body: dict[str, object] = {name: ok}
-    if reason:
-        body["reason"] = reason
-    return Answer.json(200 if ok else 503, body)
+    body: dict[str, object] = {name: outcome.ok}
+    if outcome.reason:
+        body["reason"] = outcome.reason
+    return Answer.json(200 if outcome.ok else 503, body)

@@ -42,19 +42,19 @@ class ReportedState:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._at = clock()
-        self._live: Outcome = (True, "")  # the sidecar starts parked, i.e. alive (liveness.py)
-        self._ready: Outcome = (False, "ready check returned false")
+        self._live = Outcome(True)  # the sidecar starts parked, i.e. alive (liveness.py)
+        self._ready = Outcome(False, "ready check returned false")
 
     def update(self, head: dict[str, Any]) -> None:
         self._at = self._clock()
-        self._live = (bool(head["live"][0]), str(head["live"][1]))
-        self._ready = (bool(head["ready"][0]), str(head["ready"][1]))
+        self._live = Outcome(bool(head["live"][0]), str(head["live"][1]))
+        self._ready = Outcome(bool(head["ready"][0]), str(head["ready"][1]))
 
     def live(self, _request: Request) -> Answer:
         silent = self._clock() - self._at
         if silent > STALE_AFTER:
             return answer(
-                "live", (False, f"the sidecar's event loop sent nothing for {silent:.0f}s")
+                "live", Outcome(False, f"the sidecar's event loop sent nothing for {silent:.0f}s")
             )
         return answer("live", self._live)
 

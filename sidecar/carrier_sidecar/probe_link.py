@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .probe_channel import STATE_EVERY, answer_frame, read_frame, request_of, state_frame
-from .probe_checks import evaluate
+from .probe_checks import Outcome, evaluate, warn
 from .probe_http import NOT_FOUND, Answer, Handler, server_error
 from .probe_process import ProbeProcess
 
@@ -59,8 +59,16 @@ class ProbeLink:
     async def _push(
         self, writer: asyncio.StreamWriter, live: Callable[[], bool], ready: Callable[[], bool]
     ) -> None:
+        last: dict[str, Outcome] = {}
         while True:
-            writer.write(state_frame(evaluate("live", live), evaluate("ready", ready)))
+            now = {
+                name: evaluate(name, check) for name, check in (("live", live), ("ready", ready))
+            }
+            for name, outcome in now.items():
+                if outcome != last.get(name):  # four times a second: warn on a change only
+                    warn(name, outcome)
+            last = now
+            writer.write(state_frame(now["live"], now["ready"]))
             await asyncio.sleep(STATE_EVERY)
 
     def _answer(self, head: dict[str, Any], routes: Mapping[str, Handler]) -> None:

@@ -27,7 +27,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .listen import describe, listen_sockets
 from .metrics import Metrics
-from .probe_checks import answer, evaluate
+from .probe_checks import answer, evaluate, warn
 from .probe_http import Answer, Handler, HttpServer, Request, server_error
 
 log = logging.getLogger("carrier.probes")
@@ -94,8 +94,8 @@ class ProbeServer:
         self.port = addr[1]
         self._server.routes.update(
             {
-                "/healthz": lambda _request: answer("live", evaluate("live", live)),
-                "/readyz": lambda _request: answer("ready", evaluate("ready", ready)),
+                "/healthz": lambda _request: _answer_now("live", live),
+                "/readyz": lambda _request: _answer_now("ready", ready),
                 "/metrics": SharedRendering(metrics).serve,
             }
         )
@@ -113,3 +113,10 @@ class ProbeServer:
     async def stop(self) -> None:
         """Stop listening, close idle connections, give a request in flight a grace."""
         await self._server.stop(SHUTDOWN_GRACE)  # idempotent, and a no-op before start
+
+
+def _answer_now(name: str, check: Callable[[], bool]) -> Answer:
+    """Evaluated per request, as the kubelet asks: a check that raises warns each time."""
+    outcome = evaluate(name, check)
+    warn(name, outcome)
+    return answer(name, outcome)

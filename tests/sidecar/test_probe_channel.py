@@ -23,8 +23,11 @@ from carrier_sidecar.probe_channel import (
     request_of,
     state_frame,
 )
+from carrier_sidecar.probe_checks import Outcome
 from carrier_sidecar.probe_child import MAX_ACCEPTS, STALE_AFTER, Forwarder, ReportedState
 from carrier_sidecar.probe_http import Answer, Request
+from carrier_sidecar.probe_link import ProbeLink
+from carrier_sidecar.probe_process import ProbeProcess
 
 
 @dataclass
@@ -60,7 +63,7 @@ def metrics_request(accept: str = "") -> Request:
 async def test_frames_round_trip_and_a_broken_one_reads_as_closed() -> None:
     reader = asyncio.StreamReader()
     reader.feed_data(answer_frame(7, Answer(200, b"a\nb", "text/plain", (("X-A", "1"),))))
-    reader.feed_data(state_frame((True, ""), (False, "ready check returned false")))
+    reader.feed_data(state_frame(Outcome(True), Outcome(False, "ready check returned false")))
     reader.feed_data(struct.pack(">I", MAX_FRAME + 1))
     frame = await read_frame(reader)
     assert frame is not None
@@ -142,3 +145,35 @@ async def test_when_the_sidecar_goes_what_waits_is_answered_503(ends: Ends) -> N
     assert [a.status for a in answers] == [503, 503, 503]
     after = forward.one(Request("GET", "/drain", {}, None))
     assert (await after).status == 503, "nothing is sent once the channel is gone"
+
+
+async def test_the_link_warns_once_for_a_check_that_keeps_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The link evaluates the checks four times a second: a broken check must not become four
+    warnings a second (the in-loop server warns per request, as the kubelet asks)."""
+    ours, theirs = socket.socketpair()
+    link = ProbeLink(ProbeProcess(0, ours), 9102)
+    calls = 0
+
+    def broken() -> bool:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom" if calls < 4 else "bang")
+
+    child, child_writer = await asyncio.open_connection(sock=theirs)
+    running = asyncio.ensure_future(link.run({}, lambda: True, broken))
+    try:
+        states = []
+        for _ in range(6):
+            frame = await asyncio.wait_for(read_frame(child), 5)
+            assert frame is not None
+            states.append(frame[0]["ready"])
+    finally:
+        running.cancel()
+        child_writer.close()
+        await link.close(0.1)
+    assert states[0] == [False, "ready check raised RuntimeError: boom"]
+    assert states[-1] == [False, "ready check raised RuntimeError: bang"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "carrier.probes"]
+    assert warned == ["probe check failed"] * 2, "one for boom, one when it became bang"
